@@ -1,0 +1,105 @@
+/* config.h — ~/.smtprc: lookup order, permission check, inih -> accounts,
+ * validation of every key, [defaults] inheritance, and where each value
+ * came from (for --check). */
+#ifndef POSTERN_CONFIG_H
+#define POSTERN_CONFIG_H
+
+#include <stdio.h>
+
+#include "errors.h"
+
+enum tls_mode { TLS_STARTTLS = 0, TLS_IMPLICIT, TLS_OFF };
+
+enum auth_mech {
+	AUTH_AUTO = 0,
+	AUTH_PLAIN,
+	AUTH_LOGIN,
+	AUTH_SCRAM_SHA_256,
+	AUTH_XOAUTH2,
+	AUTH_OAUTHBEARER,
+	AUTH_EXTERNAL,
+	AUTH_OFF,
+};
+
+/* Keys, in the order --check prints them.  CFG_KEY_COUNT is their number. */
+enum cfg_key {
+	CFG_HOST, CFG_PORT, CFG_TLS, CFG_TLS_CA_FILE, CFG_TLS_FINGERPRINT,
+	CFG_TLS_CERT_FILE, CFG_TLS_KEY_FILE, CFG_TLS_MIN_VERSION, CFG_AUTH,
+	CFG_USER, CFG_PASSWORD_COMMAND, CFG_PASSWORD, CFG_FROM, CFG_DOMAIN,
+	CFG_TIMEOUT, CFG_QUEUE, CFG_QUEUE_LIFETIME, CFG_ADD_HEADERS,
+	CFG_FROM_HEADER, CFG_LOCAL_DOMAINS, CFG_DSN_NOTIFY, CFG_DSN_RETURN,
+	CFG_LOG, CFG_ALIASES, CFG_ACCOUNT,
+	CFG_KEY_COUNT
+};
+
+#define CFG_PORTS_MAX 8
+
+struct account {
+	char *name;                     /* section name */
+	char *host;
+	unsigned ports[CFG_PORTS_MAX];  /* effective list (defaults applied) */
+	int nports;
+	enum tls_mode tls;
+	int tls_explicit;               /* tls was set (else per-port: 465 implicit) */
+	char *tls_ca_file, *tls_fingerprint, *tls_cert_file, *tls_key_file;
+	int tls_min_version;            /* 12 or 13 */
+	enum auth_mech auth;
+	char *user;
+	char *password_command;
+	char *password;                 /* wiped on free */
+	char *from;                     /* may be a glob; NULL: USER@DOMAIN */
+	char *domain;                   /* EHLO name; NULL: this host's name */
+	int timeout;                    /* seconds */
+	int queue;                      /* bool */
+	long queue_lifetime;            /* seconds */
+	int add_headers;                /* bool */
+	int from_header_force;          /* from_header = force */
+	char *local_domains;            /* space/comma separated */
+	char *dsn_notify, *dsn_return;
+	char *log;                      /* "syslog", "off" or a path */
+	char *aliases;                  /* path or NULL */
+	/* Where each value came from: "~/.smtprc:12 [work]",
+	 * "~/.smtprc:3 [defaults]" or "built-in default". */
+	char *origin[CFG_KEY_COUNT];
+};
+
+struct config {
+	char *path;                 /* the file read */
+	char *default_account;      /* [defaults] account, or NULL */
+	struct account *accounts;   /* every section but [defaults] */
+	int naccounts;
+};
+
+/* Find and read the configuration: explicit (-C) if given, else $SMTPRC,
+ * ~/.smtprc, $XDG_CONFIG_HOME/postern/smtprc (~/.config when unset),
+ * /etc/smtprc — the first that exists.  None found: PERR_CONFIG saying
+ * where postern looked and how to start one.  Every error names
+ * file:line and the key. */
+int config_load(struct config *cfg, const char *explicit_path, struct perr *e);
+
+/* Parse a configuration from a file path (no lookup). */
+int config_load_file(struct config *cfg, const char *path, struct perr *e);
+
+/* Choose the account: name if given (unknown: PERR_CONFIG listing the
+ * accounts), else the account whose `from` glob matches sender (may be
+ * NULL), else [defaults] account, else the only account; else
+ * PERR_CONFIG. */
+const struct account *config_choose(const struct config *cfg, const char *name,
+				    const char *sender, struct perr *e);
+
+/* The TLS mode used on a port of this account (465 implicit when tls was
+ * not set explicitly). */
+enum tls_mode config_port_tls(const struct account *a, unsigned port);
+
+/* Names for printing. */
+const char *config_tls_name(enum tls_mode m);
+const char *config_auth_name(enum auth_mech m);
+const char *config_key_name(enum cfg_key k);
+
+/* --check: print the resolved account, each value with its origin;
+ * password shown as "********". */
+void config_print(const struct config *cfg, const struct account *a, FILE *out);
+
+void config_free(struct config *cfg);
+
+#endif

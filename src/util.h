@@ -1,0 +1,40 @@
+/* util.h — small helpers every module may use: allocation that aborts on
+ * exhaustion, bounded string copies, the monotonic clock, wiping secrets. */
+#ifndef POSTERN_UTIL_H
+#define POSTERN_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Allocation: these never return NULL; on exhaustion they print one line
+ * and exit with EX_OSERR (71). */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Copy src into dst of size cap, always NUL-terminated; returns strlen(src)
+ * (truncation when >= cap), like BSD strlcpy. */
+size_t str_copy(char *dst, const char *src, size_t cap);
+
+/* Milliseconds from a monotonic clock. */
+int64_t mono_ms(void);
+
+/* Overwrite n bytes in a way the compiler cannot drop. */
+void wipe(void *p, size_t n);
+
+/* Wipe and free a NUL-terminated secret; NULL is fine. */
+void wipe_free(char *s);
+
+/* True when every byte of s is printable ASCII or, with allow_8bit, a byte
+ * >= 0x80; i.e. no C0 control, no DEL. */
+int str_is_printable(const char *s, int allow_8bit);
+
+/* Case-insensitive ASCII compare. */
+int str_ieq(const char *a, const char *b);
+
+/* Base name of a path (pointer into p). */
+const char *path_base(const char *p);
+
+#endif

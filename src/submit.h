@@ -1,20 +1,36 @@
 /* submit.h — submission policy: which ports in which order, which TLS
- * mode, which AUTH mechanism; the advice appended to errors.  Calls
- * smtp.c; knows the account, never argv. */
+ * mode, which AUTH mechanism; the fix appended to each kind of failure;
+ * several messages over one connection.  Calls smtp.c; knows the
+ * account, never argv or exit codes. */
 #ifndef POSTERN_SUBMIT_H
 #define POSTERN_SUBMIT_H
 
+#include <stddef.h>
+
 #include "config.h"
 #include "errors.h"
-#include "message.h"
 #include "secret.h"
 #include "smtp.h"
 
-/* Submit one prepared message to the account's server: ports tried in
- * order on connection failure only; errors are those of smtp.h with a fix
- * appended ("the network may block port 587; try port = 465 or 2525"). */
-int submit_message(const struct account *a, const struct secret *s,
-		   const struct smtp_envelope *env, const struct message *m, struct perr *e);
+/* One message to send: its envelope, where its bytes come from, and,
+ * after submit_batch, its outcome. */
+struct submit_job {
+	const struct smtp_envelope *env;
+	smtp_source_fn src;
+	void *src_ctx;
+	void (*rewind)(void *src_ctx);   /* called before the bytes are read */
+	int done;                        /* 1 delivered */
+	struct perr err;                 /* when not done */
+};
+
+/* Open one session to the account's server (ports tried in order on
+ * connection failure only) and send every job in turn (RSET between
+ * transactions after a refusal).  Returns 0 when the session was
+ * established (each job then has its own outcome), or -1 when no session
+ * could be made or it broke: e holds the reason (with a fix appended) and
+ * every job not yet done carries the same error. */
+int submit_batch(const struct account *a, const struct secret *s, struct submit_job *jobs,
+		 size_t njobs, struct perr *e);
 
 /* The EHLO name: account domain, else this host's fully qualified name. */
 const char *submit_helo_name(const struct account *a);

@@ -1,0 +1,135 @@
+/* submit.c — submission policy: ports in order, TLS mode per port, the
+ * AUTH mechanism, and the fix appended to each kind of failure. */
+#include "autoconf.h"
+
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "submit.h"
+#include "util.h"
+
+const char *submit_helo_name(const struct account *a)
+{
+	static char name[256];
+	struct addrinfo hints = { .ai_flags = AI_CANONNAME }, *res = NULL;
+
+	if (a && a->domain)
+		return a->domain;
+	if (name[0])
+		return name;
+	if (gethostname(name, sizeof name - 1) != 0 || !name[0])
+		str_copy(name, "localhost", sizeof name);
+	name[sizeof name - 1] = '\0';
+	if (!strchr(name, '.') && getaddrinfo(name, NULL, &hints, &res) == 0) {
+		if (res && res->ai_canonname && strchr(res->ai_canonname, '.'))
+			str_copy(name, res->ai_canonname, sizeof name);
+		freeaddrinfo(res);
+	}
+	return name;
+}
+
+/* Append the fix a person needs for this failure, when we know one. */
+static void advise(struct perr *e, const struct account *a, unsigned port)
+{
+	if (e->stage == PERR_STAGE_CONNECT && strstr(e->text, "timed out")) {
+		perr_append(e, "; the network may block port %u: try port = %s, or run postern --probe",
+			    port, port == 465 ? "587 or 2525" : port == 2525 ? "587 or 465" : "465 or 2525");
+	} else if (e->stage == PERR_STAGE_CONNECT && strstr(e->text, "refused")) {
+		perr_append(e, "; nothing listens on port %u of %s: check host and port in %s, or run postern --probe",
+			    port, a->host, "~/.smtprc");
+	} else if (e->kind == PERR_AUTH) {
+		perr_append(e, "; check user and password for account %s (Gmail and Outlook need an app "
+			       "password or OAuth2: auth = xoauth2)", a->name);
+	} else if (e->code == 530 && strstr(e->text, "STARTTLS")) {
+		perr_append(e, "; set tls = starttls");
+	} else if (e->code >= 550 && e->code <= 554 && (strstr(e->text, "sender") || strstr(e->text, "From"))) {
+		perr_append(e, "; the provider may refuse this From address: set from = or from_header = force");
+	}
+}
+
+static void fill_params(struct smtp_params *p, const struct account *a, const struct secret *s,
+			unsigned port)
+{
+	memset(p, 0, sizeof *p);
+	p->host = a->host;
+	p->port = port;
+	p->tls = config_port_tls(a, port);
+	p->tls_opts.host = a->host;
+	p->tls_opts.ca_file = a->tls_ca_file;
+	p->tls_opts.fingerprint = a->tls_fingerprint;
+	p->tls_opts.cert_file = a->tls_cert_file;
+	p->tls_opts.key_file = a->tls_key_file;
+	p->tls_opts.min_version = a->tls_min_version;
+	p->helo = submit_helo_name(a);
+	p->timeout_s = a->timeout;
+	p->auth = secret_needed(a) ? a->auth : AUTH_OFF;
+	p->user = a->user;
+	p->secret = s ? s->value : NULL;
+	p->secret_len = s ? s->len : 0;
+}
+
+/* Open a session on the first port that accepts a connection. */
+static int open_session(struct smtp *session, struct smtp_params *p, const struct account *a,
+			const struct secret *s, struct perr *e)
+{
+	for (int i = 0; i < a->nports; i++) {
+		fill_params(p, a, s, a->ports[i]);
+		perr_clear(e);
+		if (smtp_open(session, p, e) == 0)
+			return 0;
+		if (e->stage != PERR_STAGE_CONNECT || i + 1 == a->nports)
+			break;
+		log_event("%s; trying port %u", e->text, a->ports[i + 1]);
+	}
+	if (a->nports == 0)
+		return perr_set(e, PERR_CONFIG, "account %s has no port to try", a->name);
+	advise(e, a, p->port);
+	return -1;
+}
+
+/* A failure that leaves the session unusable for further transactions:
+ * the connection is gone, or no reply came (timeout, drop), or the
+ * server's bytes made no sense. */
+static int session_broken(const struct smtp *session, const struct perr *e)
+{
+	return session->conn.fd < 0 || e->kind == PERR_PROTOCOL ||
+	       (e->kind == PERR_TEMP && e->code == 0);
+}
+
+int submit_batch(const struct account *a, const struct secret *s, struct submit_job *jobs,
+		 size_t njobs, struct perr *e)
+{
+	struct smtp_params p;
+	struct smtp session;
+	size_t i;
+
+	if (open_session(&session, &p, a, s, e) < 0) {
+		for (i = 0; i < njobs; i++)
+			jobs[i].err = *e;
+		return -1;
+	}
+	for (i = 0; i < njobs; i++) {
+		struct submit_job *j = &jobs[i];
+
+		perr_clear(&j->err);
+		if (j->rewind)
+			j->rewind(j->src_ctx);
+		j->done = smtp_send(&session, j->env, j->src, j->src_ctx, &j->err) == 0;
+		if (j->done)
+			continue;
+		advise(&j->err, a, p.port);
+		if (session_broken(&session, &j->err)) {
+			*e = j->err;
+			for (i++; i < njobs; i++)
+				jobs[i].err = *e;
+			/* After a timeout or a broken stream, QUIT would only wait. */
+			smtp_close(&session);
+			return -1;
+		}
+	}
+	smtp_quit(&session);
+	return 0;
+}

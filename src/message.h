@@ -38,6 +38,12 @@ struct message {
  * malformed address in To/Cc/Bcc with -t), PERR_IO (temp file). */
 int message_read(struct message *m, int fd, int extract, struct perr *e);
 
+/* The first header field called name (case-insensitive), unfolded and
+ * with leading blanks removed, copied into out (cap bytes, NUL-terminated;
+ * cut when longer).  Returns the value's full length, -1 when absent.
+ * For the log line's Message-ID and the like; the text is untrusted. */
+int message_header(const struct message *m, const char *name, char *out, size_t cap);
+
 struct msg_opts {
 	int add_headers;          /* add From, Date, Message-ID when missing */
 	const char *sender;       /* envelope sender for an added From ("" null) */

@@ -11,9 +11,14 @@
  * A message is queued exactly when env/ID exists.  Writing: msg to tmp/,
  * fsync, rename into msg/; env to tmp/, fsync, rename into env/; fsync
  * the directories — a crash leaves a complete message or none.
- * Claiming: flock(LOCK_EX|LOCK_NB) on env/ID; a flusher killed by SIGKILL
- * loses its locks, so the next run retries.  Delivered: env/ID is
- * unlinked first (the commit), then msg/ID. */
+ * Claiming: flock(LOCK_EX|LOCK_NB) on msg/ID (its inode never changes,
+ * while env/ID is replaced by rename on each retry); a flusher killed by
+ * SIGKILL loses its locks, so the next run retries.  Delivered: env/ID is
+ * unlinked first (the commit), then msg/ID.  See queue.c for the details.
+ *
+ * Notes: queue_claim and queue_list skip what they cannot use (a corrupt
+ * env file, a missing msg file) and still return 0; then e->kind is
+ * PERR_NONE and e->text is non-empty: print it as a warning. */
 #ifndef POSTERN_QUEUE_H
 #define POSTERN_QUEUE_H
 
@@ -54,22 +59,28 @@ struct queue_env {
 int queue_open(struct queue *q, const char *dir, struct perr *e);
 void queue_close(struct queue *q);
 
-/* Spool a message durably; fills env->id.  When the spool cannot be
- * written (disk full, read-only, permission): PERR_IO (74) or PERR_TEMP
- * (75) and nothing is left behind. */
+/* Spool a message durably; fills env->id, env->size (bytes of msg/ID),
+ * env->created (now) and env->next_try (now + queue_backoff(attempts): set
+ * attempts = 1 and last_error after a failed attempt, attempts = 0 for
+ * -odq).  account, sender and rcpts must be single printable lines
+ * (PERR_SOFTWARE otherwise).  When the spool cannot be written (disk
+ * full: PERR_TEMP (75); read-only, permission: PERR_IO (74)) the text names
+ * the directory and the fix, and nothing is left behind. */
 int queue_add(struct queue *q, struct queue_env *env, const struct message *m, struct perr *e);
 
 /* One claimed message: its lock is held until queue_release/done/retry. */
 struct queue_item {
 	struct queue_env env;
-	int lockfd;     /* env/ID, flocked */
+	int lockfd;     /* msg/ID, flocked (the same descriptor as msgfd) */
 	int msgfd;      /* msg/ID, for reading */
 	off_t pos;      /* read position for queue_item_read */
 };
 
 /* Claim every unlocked queued message of account (NULL: all accounts),
  * oldest first; with due_only only those whose next_try <= now.  The
- * caller owns *items (free with queue_items_free). */
+ * caller owns *items (free with queue_items_free).  At most 256 at once
+ * (each holds a descriptor); the rest are noted in e->text.  Also removes
+ * leftovers of crashes (tmp files, orphan msg files) older than an hour. */
 int queue_claim(struct queue *q, const char *account, int due_only, time_t now,
 		struct queue_item **items, size_t *n, struct perr *e);
 
@@ -77,25 +88,35 @@ int queue_claim(struct queue *q, const char *account, int due_only, time_t now,
 void queue_item_rewind(struct queue_item *it);
 long queue_item_read(void *item, unsigned char *buf, size_t cap, struct perr *e);
 
+/* queue_done, queue_retry and queue_fail release the item's lock (its
+ * env stays valid until queue_items_free).  On -1 the message is still
+ * queued or its removal is not durable (it may be sent again). */
+
 /* Delivered: remove it (env first). */
 int queue_done(struct queue *q, struct queue_item *it, struct perr *e);
 
 /* Temporary failure: attempts + 1, next_try by exponential backoff
  * (5 min doubling, at most 4 h), last_error = why; older than lifetime
- * seconds: moved to failed/ instead (returns 1 then, else 0). */
+ * seconds (<= 0: no limit): moved to failed/ instead (returns 1 then, with
+ * last_error "gave up after N days and M attempts: why", else 0). */
 int queue_retry(struct queue *q, struct queue_item *it, const char *why, time_t now,
 		long lifetime, struct perr *e);
 
 /* Permanent failure: moved to failed/ with why. */
 int queue_fail(struct queue *q, struct queue_item *it, const char *why, struct perr *e);
 
+/* Seconds until the next try after the attempts-th failed attempt:
+ * 0 for 0, 300 for 1, doubling, at most 14400. */
+time_t queue_backoff(unsigned attempts);
+
 /* Unlock without changing anything. */
 void queue_release(struct queue_item *it);
 void queue_items_free(struct queue_item *items, size_t n);
 
-/* Listing for mailq: every queued message (locked ones too) and, after
- * them, the failed ones (failed = 1).  held is the hold reason of the
- * message's account, or NULL. */
+/* Listing for mailq: every queued message (locked ones too), oldest first,
+ * and, after them, the failed ones (failed = 1).  held is the hold reason
+ * of the message's account (whatever its stamp), or NULL.  A non-zero
+ * return from cb stops the listing. */
 int queue_list(struct queue *q,
 	       int (*cb)(void *ctx, const struct queue_env *env, int failed, const char *held),
 	       void *ctx, struct perr *e);

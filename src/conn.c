@@ -1,0 +1,428 @@
+/* conn.c — one network connection: non-blocking connect over every address
+ * getaddrinfo returns, the plain TCP ops, the bounded read buffer, the
+ * write buffer, and the one poll loop that every wait goes through.
+ *
+ * Every wait is bounded by c->deadline (absolute, mono_ms()), which the
+ * caller moves forward with conn_arm at the start of each protocol step.
+ * Errors before the TCP connection exists carry PERR_STAGE_CONNECT; every
+ * later one PERR_STAGE_SESSION.  Texts after connect do not name the peer:
+ * the protocol layer prefixes "host:port" and says what it was doing.
+ */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "util.h"
+
+/* Longest command line conn_printf formats (MAIL FROM with every
+ * parameter is under 700 bytes). */
+#define CONN_PRINTF_MAX 4096
+
+static int at_stage(struct perr *e, enum perr_stage stage, int rc)
+{
+	if (e)
+		e->stage = stage;
+	return rc;
+}
+
+static int timeout_s(const struct conn *c)
+{
+	return (c->timeout_ms + 999) / 1000;
+}
+
+void conn_init(struct conn *c, int timeout_s_)
+{
+	memset(c, 0, offsetof(struct conn, rbuf));
+	c->fd = -1;
+	c->ops = &conn_plain_ops;
+	c->layer = NULL;
+	c->timeout_ms = (timeout_s_ > 0 ? timeout_s_ : 30) * 1000;
+	c->rpos = c->rlen = 0;
+	c->wbuf = NULL;
+	c->wlen = 0;
+	conn_arm(c);
+}
+
+void conn_arm(struct conn *c)
+{
+	c->deadline = mono_ms() + c->timeout_ms;
+}
+
+/* Poll one fd for events until the deadline.  Returns 1 when ready, 0 on
+ * timeout, -1 on a poll failure (errno set). */
+static int poll_until(int fd, short events, int64_t deadline)
+{
+	struct pollfd pfd = { .fd = fd, .events = events };
+
+	for (;;) {
+		int64_t left = deadline - mono_ms();
+		int rc;
+
+		if (left <= 0)
+			return 0;
+		rc = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
+		if (rc > 0) {
+			if (pfd.revents & POLLNVAL) {
+				errno = EBADF;
+				return -1;
+			}
+			return 1; /* readable, writable, HUP or ERR: the op will tell */
+		}
+		if (rc < 0 && errno != EINTR)
+			return -1;
+	}
+}
+
+int conn_wait(struct conn *c, int want, struct perr *e)
+{
+	short ev = want == CONN_WANT_WRITE ? POLLOUT : POLLIN;
+	int rc = poll_until(c->fd, ev, c->deadline);
+
+	if (rc > 0)
+		return 0;
+	if (rc == 0)
+		return at_stage(e, PERR_STAGE_SESSION,
+				perr_set(e, PERR_TEMP, "timed out after %d s", timeout_s(c)));
+	return at_stage(e, PERR_STAGE_SESSION,
+			perr_set(e, PERR_TEMP, "poll failed: %s", strerror(errno)));
+}
+
+/* ---- connect ------------------------------------------------------------ */
+
+/* How bad a connect failure is as the one to report: a time-out tells the
+ * user most (a blocked port), an unreachable IPv6 route the least. */
+static int err_rank(int err)
+{
+	switch (err) {
+	case ETIMEDOUT:
+		return 4;
+	case ECONNREFUSED:
+		return 3;
+	case ENETUNREACH:
+	case EHOSTUNREACH:
+	case EADDRNOTAVAIL:
+	case EAFNOSUPPORT:
+		return 1;
+	default:
+		return 2;
+	}
+}
+
+/* One non-blocking connect to ai within the timeout.  Returns the fd, or
+ * -1 with *err set to an errno value (ETIMEDOUT for the deadline). */
+static int connect_one(struct conn *c, const struct addrinfo *ai, int *err)
+{
+	int fd, one = 1, soerr = 0;
+	socklen_t len = sizeof soerr;
+
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+	if (fd < 0) {
+		*err = errno;
+		return -1;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+		return fd;
+	if (errno != EINPROGRESS && errno != EINTR) {
+		*err = errno;
+		close(fd);
+		return -1;
+	}
+	conn_arm(c);
+	switch (poll_until(fd, POLLOUT, c->deadline)) {
+	case 0:
+		*err = ETIMEDOUT;
+		close(fd);
+		return -1;
+	case -1:
+		*err = errno;
+		close(fd);
+		return -1;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+		soerr = errno;
+	if (soerr) {
+		*err = soerr;
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void numeric_addr(const struct addrinfo *ai, char *buf, size_t cap)
+{
+	if (getnameinfo(ai->ai_addr, ai->ai_addrlen, buf, cap, NULL, 0, NI_NUMERICHOST) != 0)
+		str_copy(buf, "?", cap);
+}
+
+static int connect_error(struct conn *c, int err, struct perr *e)
+{
+	switch (err) {
+	case ETIMEDOUT:
+		perr_set(e, PERR_TEMP, "%s: connection timed out after %d s", c->peer, timeout_s(c));
+		break;
+	case ECONNREFUSED:
+		perr_set(e, PERR_TEMP, "%s: connection refused", c->peer);
+		break;
+	case ENETUNREACH:
+	case EHOSTUNREACH:
+		perr_set(e, PERR_TEMP, "%s: network unreachable", c->peer);
+		break;
+	default:
+		perr_set(e, PERR_TEMP, "%s: cannot connect: %s", c->peer, strerror(err));
+		break;
+	}
+	return at_stage(e, PERR_STAGE_CONNECT, -1);
+}
+
+int conn_connect(struct conn *c, const char *host, unsigned port, struct perr *e)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	struct addrinfo *res, *ai;
+	char portstr[16];
+	int rc, worst = 0, err;
+
+	snprintf(portstr, sizeof portstr, "%u", port);
+	snprintf(c->peer, sizeof c->peer, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+	rc = getaddrinfo(host, portstr, &hints, &res);
+	if (rc != 0) {
+		perr_set(e, PERR_TEMP, "cannot resolve %s: %s", host,
+			 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+		return at_stage(e, PERR_STAGE_CONNECT, -1);
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		char num[sizeof c->addr];
+		int fd;
+
+		numeric_addr(ai, num, sizeof num);
+		log_event("connecting to %s (%s) port %u", host, num, port);
+		fd = connect_one(c, ai, &err);
+		if (fd >= 0) {
+			c->fd = fd;
+			str_copy(c->addr, num, sizeof c->addr);
+			freeaddrinfo(res);
+			log_event("connected to %s port %u", num, port);
+			return 0;
+		}
+		log_event("%s port %u: %s", num, port, strerror(err));
+		if (!worst || err_rank(err) > err_rank(worst))
+			worst = err;
+	}
+	freeaddrinfo(res);
+	return connect_error(c, worst ? worst : EHOSTUNREACH, e);
+}
+
+/* ---- plain ops ---------------------------------------------------------- */
+
+static ssize_t plain_read(struct conn *c, void *buf, size_t n, struct perr *e)
+{
+	for (;;) {
+		ssize_t r = recv(c->fd, buf, n, 0);
+
+		if (r >= 0)
+			return r;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return CONN_WANT_READ;
+		if (errno == ECONNRESET)
+			perr_set(e, PERR_TEMP, "connection reset by server");
+		else
+			perr_set(e, PERR_TEMP, "read failed: %s", strerror(errno));
+		return CONN_ERROR;
+	}
+}
+
+static ssize_t plain_write(struct conn *c, const void *buf, size_t n, struct perr *e)
+{
+	for (;;) {
+		ssize_t r = send(c->fd, buf, n, MSG_NOSIGNAL);
+
+		if (r >= 0)
+			return r;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return CONN_WANT_WRITE;
+		if (errno == EPIPE || errno == ECONNRESET)
+			perr_set(e, PERR_TEMP, "connection closed by server");
+		else
+			perr_set(e, PERR_TEMP, "write failed: %s", strerror(errno));
+		return CONN_ERROR;
+	}
+}
+
+static void plain_close(struct conn *c)
+{
+	(void)c;
+}
+
+const struct conn_ops conn_plain_ops = {
+	.read = plain_read,
+	.write = plain_write,
+	.close = plain_close,
+};
+
+/* ---- reading ------------------------------------------------------------ */
+
+/* Read more bytes into rbuf (compacting it first).  0 on progress, -1 on
+ * error, end of stream or timeout. */
+static int fill(struct conn *c, struct perr *e)
+{
+	if (c->rpos > 0) {
+		memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+		c->rlen -= c->rpos;
+		c->rpos = 0;
+	}
+	for (;;) {
+		ssize_t r = c->ops->read(c, c->rbuf + c->rlen, sizeof c->rbuf - c->rlen, e);
+
+		if (r > 0) {
+			c->rlen += (size_t)r;
+			return 0;
+		}
+		if (r == 0)
+			return at_stage(e, PERR_STAGE_SESSION,
+					perr_set(e, PERR_TEMP, "connection closed by server"));
+		if (r == CONN_WANT_READ || r == CONN_WANT_WRITE) {
+			if (conn_wait(c, (int)r, e) < 0)
+				return -1;
+			continue;
+		}
+		return at_stage(e, PERR_STAGE_SESSION, -1);
+	}
+}
+
+int conn_read_line(struct conn *c, char *line, size_t cap, size_t *len, struct perr *e)
+{
+	/* The longest line that fits: cap-1 bytes, a CR and the LF must all
+	 * sit in rbuf at once. */
+	size_t max = cap - 1 < sizeof c->rbuf - 2 ? cap - 1 : sizeof c->rbuf - 2;
+
+	if (c->fd < 0)
+		return at_stage(e, PERR_STAGE_SESSION, perr_set(e, PERR_TEMP, "not connected"));
+	for (;;) {
+		unsigned char *start = c->rbuf + c->rpos;
+		size_t avail = c->rlen - c->rpos;
+		unsigned char *nl = memchr(start, '\n', avail);
+
+		if (nl) {
+			size_t n = (size_t)(nl - start);
+
+			if (n > 0 && start[n - 1] == '\r')
+				n--;
+			if (n > max)
+				break;
+			memcpy(line, start, n);
+			line[n] = '\0';
+			*len = n;
+			c->rpos += (size_t)(nl - start) + 1;
+			return 0;
+		}
+		if (avail > max + 1) /* max bytes plus a CR, and still no LF */
+			break;
+		if (fill(c, e) < 0)
+			return -1;
+	}
+	return at_stage(e, PERR_STAGE_SESSION,
+			perr_set(e, PERR_PROTOCOL, "reply line longer than %zu bytes", max));
+}
+
+int conn_has_buffered_input(const struct conn *c)
+{
+	return c->rlen > c->rpos;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+int conn_flush(struct conn *c, struct perr *e)
+{
+	size_t off = 0;
+
+	if (c->fd < 0)
+		return at_stage(e, PERR_STAGE_SESSION, perr_set(e, PERR_TEMP, "not connected"));
+	while (off < c->wlen) {
+		/* A TLS write that would block is retried with the same
+		 * pointer and length, as OpenSSL requires. */
+		ssize_t r = c->ops->write(c, c->wbuf + off, c->wlen - off, e);
+
+		if (r > 0) {
+			off += (size_t)r;
+		} else if (r == CONN_WANT_READ || r == CONN_WANT_WRITE) {
+			if (conn_wait(c, (int)r, e) < 0)
+				return -1;
+		} else {
+			if (r == 0)
+				perr_set(e, PERR_TEMP, "connection closed by server");
+			return at_stage(e, PERR_STAGE_SESSION, -1);
+		}
+	}
+	c->wlen = 0;
+	return 0;
+}
+
+int conn_write(struct conn *c, const void *buf, size_t n, struct perr *e)
+{
+	const unsigned char *p = buf;
+
+	if (!c->wbuf)
+		c->wbuf = xmalloc(CONN_WBUF_SIZE);
+	while (n > 0) {
+		size_t room = CONN_WBUF_SIZE - c->wlen;
+		size_t k = n < room ? n : room;
+
+		if (room == 0) {
+			if (conn_flush(c, e) < 0)
+				return -1;
+			continue;
+		}
+		memcpy(c->wbuf + c->wlen, p, k);
+		c->wlen += k;
+		p += k;
+		n -= k;
+	}
+	return 0;
+}
+
+int conn_printf(struct conn *c, struct perr *e, const char *fmt, ...)
+{
+	char buf[CONN_PRINTF_MAX];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof buf)
+		return at_stage(e, PERR_STAGE_SESSION,
+				perr_set(e, PERR_SOFTWARE, "command longer than %d bytes",
+					 CONN_PRINTF_MAX - 1));
+	return conn_write(c, buf, (size_t)n, e);
+}
+
+void conn_close(struct conn *c)
+{
+	if (c->ops && c->ops->close)
+		c->ops->close(c);
+	c->ops = &conn_plain_ops;
+	c->layer = NULL;
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	free(c->wbuf);
+	c->wbuf = NULL;
+	c->wlen = 0;
+	c->rpos = c->rlen = 0;
+}

@@ -1,0 +1,1348 @@
+/* queue.c — the durable spool (SPEC section 6): writing a message so that a
+ * crash leaves all of it or none, claiming queued messages under file locks,
+ * backoff, failed/, held accounts, and the listing for mailq.
+ *
+ * Commit protocol of queue_add:
+ *   1. tmp/ID.msg.R is created (O_EXCL, 0600), the message streamed into it
+ *      and fsync'ed;
+ *   2. it is hard-linked to msg/ID (link fails when the name exists, so an
+ *      ID is never reused) and the tmp name removed; msg/ is fsync'ed;
+ *   3. tmp/ID.env.R is written and fsync'ed, renamed to env/ID, and env/ is
+ *      fsync'ed.  From this rename on the message is queued.
+ * A crash before 3 leaves at most an orphan msg/ID or tmp file, never a
+ * queued message; queue_claim removes orphans and tmp files whose ctime is
+ * over an hour old.
+ *
+ * Locking: the lock of a message is flock(LOCK_EX|LOCK_NB) on msg/ID, whose
+ * inode never changes while the message is queued.  env/ID is replaced by
+ * rename on every retry, so a lock on it would be lost; msg/ID is only
+ * unlinked, after env/ID, by the lock holder.  A claimer, after locking,
+ * checks that msg/ID still names the locked inode and that env/ID still
+ * exists, then reads env/ID again: a message delivered or retried by another
+ * process between the directory scan and the lock is skipped or seen in its
+ * new state.  A process killed by SIGKILL loses its locks with its
+ * descriptors.  Only the lock holder changes or removes env/ID and msg/ID.
+ *
+ * Delivered (queue_done): unlink env/ID (the commit), fsync env/, unlink
+ * msg/ID.  Failed (queue_fail): failed/ID.env written by rename, msg/ID
+ * hard-linked to failed/ID.msg, then env/ID and msg/ID unlinked; a crash in
+ * between leaves the message queued (and retried), never lost. */
+#include "autoconf.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "queue.h"
+#include "util.h"
+
+/* An env file: ~16,000 recipients of the longest RFC 5321 path (256). */
+#define ENV_MAX (4 * 1024 * 1024)
+/* One value: an address (<= 256), a DSN ENVID (<= 100), an error text
+ * (<= PERR_TEXT_MAX); longer values are refused (or cut, for errors). */
+#define VALUE_MAX 2048
+/* A held/ACCOUNT file: stamp and reason lines. */
+#define HOLD_MAX (2 * VALUE_MAX + 64)
+/* Messages claimed at once: each holds a descriptor. */
+#define CLAIM_MAX 256
+/* tmp files and orphan msg files older than this are leftovers of a crash. */
+#define STALE_AGE 3600
+#define BACKOFF_FIRST 300
+#define BACKOFF_MAX (4 * 3600)
+#define PATH_CAP (QUEUE_ID_MAX + 64)
+#define ACCOUNT_FILE_MAX 255
+#define COPY_BUF 65536
+
+static const char *const subdirs[] = { "tmp", "msg", "env", "failed", "held" };
+
+#ifdef POSTERN_QUEUE_TEST_HOOKS
+/* Test builds: POSTERN_QUEUE_CRASH_AT=N ends the process at the Nth step of
+ * a commit protocol, as a crash would. */
+static unsigned hook_count;
+static void hook(void)
+{
+	const char *s = getenv("POSTERN_QUEUE_CRASH_AT");
+
+	hook_count++;
+	if (s && strtoul(s, NULL, 10) == hook_count)
+		_exit(99);
+}
+#else
+#define hook() ((void)0)
+#endif
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static uint32_t rand32(void)
+{
+	static uint32_t fallback;
+	uint32_t r;
+
+	if (getrandom(&r, sizeof r, GRND_NONBLOCK) == (ssize_t)sizeof r)
+		return r;
+	fallback = fallback * 1103515245u + 12345u + (uint32_t)getpid() + (uint32_t)mono_ms();
+	return fallback;
+}
+
+static void make_id(char id[QUEUE_ID_MAX])
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	snprintf(id, QUEUE_ID_MAX, "%010llx%05lx%06x", (unsigned long long)tv.tv_sec,
+		 (unsigned long)tv.tv_usec, (unsigned)(rand32() & 0xffffff));
+}
+
+/* IDs are lower-case hex; anything else in env/ or msg/ is not ours. */
+static int valid_id(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 8 || n >= QUEUE_ID_MAX)
+		return 0;
+	for (; *s; s++)
+		if (!isdigit((unsigned char)*s) && !(*s >= 'a' && *s <= 'f'))
+			return 0;
+	return 1;
+}
+
+static void tmp_name(char *out, size_t cap, const char *id, const char *kind)
+{
+	snprintf(out, cap, "tmp/%s.%s.%08x", id, kind, (unsigned)rand32());
+}
+
+static const char *io_fix(int err)
+{
+	switch (err) {
+	case ENOSPC:
+	case EDQUOT:
+		return "free some space on that file system";
+	case EROFS:
+		return "the file system is read-only: remount it read-write or set "
+		       "XDG_STATE_HOME to a writable place";
+	case EACCES:
+	case EPERM:
+		return "make it owned and writable by this user (chown, chmod 0700)";
+	case ENOTDIR:
+	case ENOENT:
+	case ELOOP:
+		return "make that path a directory (or remove what is in the way)";
+	default:
+		return "check the directory and the file system";
+	}
+}
+
+/* Fill e for a failed system call on the spool.  Full disks may clear up
+ * (PERR_TEMP); the rest need a person (PERR_IO). */
+static int io_err(struct perr *e, const struct queue *q, const char *what, int err)
+{
+	enum perr_kind kind = (err == ENOSPC || err == EDQUOT) ? PERR_TEMP : PERR_IO;
+
+	return perr_set(e, kind, "cannot %s in the queue directory %s: %s; %s", what,
+			q->dir ? q->dir : "(none)", strerror(err), io_fix(err));
+}
+
+/* Append a note to e without making it an error (used for skipped entries). */
+static void note(struct perr *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(struct perr *e, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	if (!e)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	perr_append(e, "%s%s", e->text[0] ? "; " : "", line);
+}
+
+static int write_all(int fd, const void *buf, size_t n)
+{
+	const unsigned char *p = buf;
+
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -1;
+		if (w == 0) {
+			errno = EIO;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int sync_sub(const struct queue *q, const char *sub)
+{
+	int fd = openat(q->dirfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc, err;
+
+	if (fd < 0)
+		return -1;
+	rc = fsync(fd);
+	err = errno;
+	close(fd);
+	errno = err;
+	return rc;
+}
+
+/* fsync and close; 0 or -1 with errno (close can report NFS write errors). */
+static int sync_close(int fd)
+{
+	int err;
+
+	if (fsync(fd) < 0) {
+		err = errno;
+		close(fd);
+		errno = err;
+		return -1;
+	}
+	return close(fd);
+}
+
+/* A copy of s with control characters made spaces, cut at VALUE_MAX - 1. */
+static char *one_line(const char *s)
+{
+	size_t n = strnlen(s, VALUE_MAX - 1);
+	char *out = xstrndup(s, n);
+
+	for (char *p = out; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	return out;
+}
+
+/* ---- growing text buffer for env and hold files ------------------------- */
+
+struct tbuf {
+	char *p;
+	size_t len, cap;
+};
+
+static void tb_add(struct tbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tb_add(struct tbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (b->len + (size_t)n + 1 > b->cap) {
+		b->cap = (b->len + (size_t)n + 1) * 2;
+		b->p = xrealloc(b->p, b->cap);
+	}
+	va_start(ap, fmt);
+	vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+/* "key value", or "key" alone for an empty value. */
+static void tb_kv(struct tbuf *b, const char *key, const char *val)
+{
+	if (val[0])
+		tb_add(b, "%s %s\n", key, val);
+	else
+		tb_add(b, "%s\n", key);
+}
+
+/* ---- env files ------------------------------------------------------------ */
+
+static void format_env(const struct queue_env *env, struct tbuf *b)
+{
+	tb_add(b, "postern-queue 1\n");
+	tb_kv(b, "id", env->id);
+	tb_kv(b, "account", env->account);
+	tb_kv(b, "sender", env->sender);
+	for (size_t i = 0; i < env->nrcpts; i++)
+		tb_kv(b, "rcpt", env->rcpts[i]);
+	tb_add(b, "body_8bit %d\nsmtputf8 %d\n", env->body_8bit ? 1 : 0, env->smtputf8 ? 1 : 0);
+	if (env->dsn_notify)
+		tb_kv(b, "dsn_notify", env->dsn_notify);
+	if (env->dsn_return)
+		tb_kv(b, "dsn_return", env->dsn_return);
+	if (env->dsn_envid)
+		tb_kv(b, "dsn_envid", env->dsn_envid);
+	tb_add(b, "size %lld\ncreated %lld\nnext_try %lld\nattempts %u\n", env->size,
+	       (long long)env->created, (long long)env->next_try, env->attempts);
+	if (env->last_error)
+		tb_kv(b, "last_error", env->last_error);
+	tb_add(b, "end\n");
+}
+
+static int parse_num(const char *s, long long *out)
+{
+	char *end;
+
+	if (!isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	return (errno || *end) ? -1 : 0;
+}
+
+enum {
+	K_ID = 1 << 0, K_ACCOUNT = 1 << 1, K_SENDER = 1 << 2, K_8BIT = 1 << 3,
+	K_UTF8 = 1 << 4, K_NOTIFY = 1 << 5, K_RET = 1 << 6, K_ENVID = 1 << 7,
+	K_SIZE = 1 << 8, K_CREATED = 1 << 9, K_NEXT = 1 << 10, K_ATTEMPTS = 1 << 11,
+	K_ERROR = 1 << 12,
+	K_REQUIRED = K_ID | K_ACCOUNT | K_SENDER | K_8BIT | K_UTF8 | K_SIZE | K_CREATED |
+		     K_NEXT | K_ATTEMPTS,
+};
+
+static const struct env_key {
+	const char *name;
+	unsigned flag;
+	int numeric;
+} env_keys[] = {
+	{ "id", K_ID, 0 },           { "account", K_ACCOUNT, 0 },   { "sender", K_SENDER, 0 },
+	{ "body_8bit", K_8BIT, 1 },  { "smtputf8", K_UTF8, 1 },     { "dsn_notify", K_NOTIFY, 0 },
+	{ "dsn_return", K_RET, 0 },  { "dsn_envid", K_ENVID, 0 },   { "size", K_SIZE, 1 },
+	{ "created", K_CREATED, 1 }, { "next_try", K_NEXT, 1 },     { "attempts", K_ATTEMPTS, 1 },
+	{ "last_error", K_ERROR, 0 },
+};
+
+static void set_field(struct queue_env *env, unsigned flag, const char *val, long long num)
+{
+	switch (flag) {
+	case K_ID: str_copy(env->id, val, sizeof env->id); break;
+	case K_ACCOUNT: env->account = xstrdup(val); break;
+	case K_SENDER: env->sender = xstrdup(val); break;
+	case K_8BIT: env->body_8bit = (int)num; break;
+	case K_UTF8: env->smtputf8 = (int)num; break;
+	case K_NOTIFY: env->dsn_notify = xstrdup(val); break;
+	case K_RET: env->dsn_return = xstrdup(val); break;
+	case K_ENVID: env->dsn_envid = xstrdup(val); break;
+	case K_SIZE: env->size = num; break;
+	case K_CREATED: env->created = (time_t)num; break;
+	case K_NEXT: env->next_try = (time_t)num; break;
+	case K_ATTEMPTS: env->attempts = (unsigned)num; break;
+	case K_ERROR: env->last_error = xstrdup(val); break;
+	}
+}
+
+/* One "key value" line into env; why gets the reason on failure. */
+static int parse_line(char *line, struct queue_env *env, unsigned *seen, size_t *rcap,
+		      const char **why)
+{
+	char *val = strchr(line, ' ');
+	long long num = 0;
+	size_t i;
+
+	if (val)
+		*val++ = '\0';
+	else
+		val = line + strlen(line);
+	if (strlen(val) >= VALUE_MAX)
+		return *why = "a value is too long", -1;
+	if (strcmp(line, "rcpt") == 0) {
+		if (!val[0])
+			return *why = "an empty recipient", -1;
+		if (env->nrcpts == *rcap) {
+			*rcap = *rcap ? *rcap * 2 : 8;
+			env->rcpts = xrealloc(env->rcpts, *rcap * sizeof *env->rcpts);
+		}
+		env->rcpts[env->nrcpts++] = xstrdup(val);
+		return 0;
+	}
+	for (i = 0; i < sizeof env_keys / sizeof env_keys[0]; i++)
+		if (strcmp(line, env_keys[i].name) == 0)
+			break;
+	if (i == sizeof env_keys / sizeof env_keys[0])
+		return *why = "an unknown key", -1;
+	if (*seen & env_keys[i].flag)
+		return *why = "a repeated key", -1;
+	if (env_keys[i].numeric && parse_num(val, &num) < 0)
+		return *why = "a malformed number", -1;
+	if ((env_keys[i].flag == K_8BIT || env_keys[i].flag == K_UTF8) && num > 1)
+		return *why = "a malformed flag", -1;
+	if (env_keys[i].flag == K_ATTEMPTS && num > 1000000)
+		return *why = "a malformed attempt count", -1;
+	if (env_keys[i].flag == K_ID && strlen(val) >= QUEUE_ID_MAX)
+		return *why = "a malformed id", -1;
+	*seen |= env_keys[i].flag;
+	set_field(env, env_keys[i].flag, val, num);
+	return 0;
+}
+
+/* Strict parse of an env file's bytes (modified in place). */
+static int parse_env(char *data, size_t len, const char *id, struct queue_env *env,
+		     const char **why)
+{
+	unsigned seen = 0;
+	size_t rcap = 0, lineno = 0;
+	char *p = data, *end = data + len;
+	int ended = 0;
+
+	memset(env, 0, sizeof *env);
+	if (len == 0 || data[len - 1] != '\n')
+		return *why = "it is empty or cut short", -1;
+	if (memchr(data, '\0', len))
+		return *why = "it contains a NUL byte", -1;
+	while (p < end) {
+		char *nl = memchr(p, '\n', (size_t)(end - p));
+
+		*nl = '\0';
+		if (ended)
+			return *why = "text after the end line", -1;
+		if (!str_is_printable(p, 1))
+			return *why = "a control character", -1;
+		if (lineno++ == 0) {
+			if (strcmp(p, "postern-queue 1") != 0)
+				return *why = "the first line is not \"postern-queue 1\"", -1;
+		} else if (strcmp(p, "end") == 0) {
+			ended = 1;
+		} else if (parse_line(p, env, &seen, &rcap, why) < 0) {
+			return -1;
+		}
+		p = nl + 1;
+	}
+	if (!ended)
+		return *why = "the end line is missing", -1;
+	if ((seen & K_REQUIRED) != K_REQUIRED || env->nrcpts == 0 || !env->account[0])
+		return *why = "a required field is missing", -1;
+	if (strcmp(env->id, id) != 0)
+		return *why = "its id does not match its file name", -1;
+	return 0;
+}
+
+/* Read a small file below dirfd (at most max bytes).  -1 with errno;
+ * EFBIG when it is larger. */
+static int read_small(int dirfd, const char *path, size_t max, char **data, size_t *len)
+{
+	int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct stat st;
+	size_t got = 0;
+	int err;
+
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
+		err = S_ISREG(st.st_mode) ? EFBIG : EINVAL;
+		close(fd);
+		errno = err;
+		return -1;
+	}
+	*data = xmalloc((size_t)st.st_size + 1);
+	while (got < (size_t)st.st_size) {
+		ssize_t r = read(fd, *data + got, (size_t)st.st_size - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	close(fd);
+	*len = got;
+	(*data)[got] = '\0';
+	return 0;
+}
+
+/* Load env file path for id: 0, -1 with errno (e.g. ENOENT), or -2 when
+ * corrupt (why says how). */
+static int load_env(const struct queue *q, const char *path, const char *id,
+		    struct queue_env *env, const char **why)
+{
+	char *data;
+	size_t len;
+	int rc;
+
+	memset(env, 0, sizeof *env);
+	if (read_small(q->dirfd, path, ENV_MAX, &data, &len) < 0) {
+		if (errno != EFBIG && errno != EINVAL)
+			return -1;
+		*why = errno == EFBIG ? "it is too large" : "it is not a regular file";
+		return -2;
+	}
+	rc = parse_env(data, len, id, env, why);
+	free(data);
+	if (rc < 0) {
+		queue_env_free(env);
+		return -2;
+	}
+	return 0;
+}
+
+/* Write env to a temporary file, fsync, rename to dst (e.g. "env/ID");
+ * -1 with errno.  The temporary file is gone afterwards either way. */
+static int write_env_file(const struct queue *q, const struct tbuf *b, const char *id,
+			  const char *dst)
+{
+	char tmp[PATH_CAP];
+	int fd, err;
+
+	tmp_name(tmp, sizeof tmp, id, "env");
+	fd = openat(q->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	hook();
+	if (write_all(fd, b->p, b->len) < 0) {
+		err = errno;
+		close(fd);
+		unlinkat(q->dirfd, tmp, 0);
+		errno = err;
+		return -1;
+	}
+	hook();
+	if (sync_close(fd) < 0) {
+		err = errno;
+		unlinkat(q->dirfd, tmp, 0);
+		errno = err;
+		return -1;
+	}
+	hook();
+	if (renameat(q->dirfd, tmp, q->dirfd, dst) < 0) {
+		err = errno;
+		unlinkat(q->dirfd, tmp, 0);
+		errno = err;
+		return -1;
+	}
+	hook();
+	return 0;
+}
+
+static time_t backoff(unsigned attempts)
+{
+	time_t d = BACKOFF_FIRST;
+
+	for (unsigned i = 1; i < attempts && d < BACKOFF_MAX; i++)
+		d *= 2;
+	return d < BACKOFF_MAX ? d : BACKOFF_MAX;
+}
+
+time_t queue_backoff(unsigned attempts)
+{
+	return attempts ? backoff(attempts) : 0;
+}
+
+/* ---- opening the spool ---------------------------------------------------- */
+
+static char *default_dir(uid_t euid, struct perr *e)
+{
+	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+	char buf[PATH_MAX];
+	struct passwd *pw;
+
+	if (euid == 0)
+		return xstrdup("/var/spool/postern");
+	if (xdg && xdg[0] == '/') {
+		snprintf(buf, sizeof buf, "%s/postern/queue", xdg);
+		return xstrdup(buf);
+	}
+	if (!home || home[0] != '/') {
+		pw = getpwuid(euid);
+		home = pw ? pw->pw_dir : NULL;
+	}
+	if (!home || home[0] != '/') {
+		perr_set(e, PERR_IO, "cannot find the queue directory: HOME is not set; "
+			 "set HOME or XDG_STATE_HOME");
+		return NULL;
+	}
+	snprintf(buf, sizeof buf, "%s/.local/state/postern/queue", home);
+	return xstrdup(buf);
+}
+
+/* mkdir -p with mode 0700 for what is created. */
+static int make_path(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t n = str_copy(buf, path, sizeof buf);
+
+	if (n >= sizeof buf) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+static int check_top(struct queue *q, struct perr *e)
+{
+	struct stat st;
+
+	if (fstat(q->dirfd, &st) < 0)
+		return io_err(e, q, "check the directory", errno);
+	if (st.st_uid != geteuid())
+		return perr_set(e, PERR_IO, "the queue directory %s belongs to uid %u, not to "
+				"this user (uid %u); chown it or remove it", q->dir,
+				(unsigned)st.st_uid, (unsigned)geteuid());
+	if ((st.st_mode & 07777) != 0700 && fchmod(q->dirfd, 0700) < 0)
+		return io_err(e, q, "set mode 0700", errno);
+	return 0;
+}
+
+int queue_open(struct queue *q, const char *dir, struct perr *e)
+{
+	struct stat st;
+
+	q->dirfd = -1;
+	q->dir = dir ? xstrdup(dir) : default_dir(geteuid(), e);
+	if (!q->dir)
+		return -1;
+	if (make_path(q->dir) < 0) {
+		io_err(e, q, "create the directory", errno);
+		goto fail;
+	}
+	q->dirfd = open(q->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (q->dirfd < 0) {
+		io_err(e, q, "open the directory", errno);
+		goto fail;
+	}
+	if (check_top(q, e) < 0)
+		goto fail;
+	for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
+		if (mkdirat(q->dirfd, subdirs[i], 0700) < 0 && errno != EEXIST) {
+			io_err(e, q, "create a subdirectory", errno);
+			goto fail;
+		}
+		if (fstatat(q->dirfd, subdirs[i], &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISDIR(st.st_mode)) {
+			io_err(e, q, "use a subdirectory", ENOTDIR);
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	queue_close(q);
+	return -1;
+}
+
+void queue_close(struct queue *q)
+{
+	if (q->dirfd >= 0)
+		close(q->dirfd);
+	q->dirfd = -1;
+	free(q->dir);
+	q->dir = NULL;
+}
+
+/* ---- adding --------------------------------------------------------------- */
+
+static int check_value(const char *what, const char *s, int may_be_empty, struct perr *e)
+{
+	if (!s || (!may_be_empty && !s[0]))
+		return perr_set(e, PERR_SOFTWARE, "cannot queue: the %s is missing", what);
+	if (!str_is_printable(s, 1) || strlen(s) >= VALUE_MAX)
+		return perr_set(e, PERR_SOFTWARE, "cannot queue: the %s contains a control "
+				"character or is too long", what);
+	return 0;
+}
+
+static int check_env(const struct queue_env *env, struct perr *e)
+{
+	if (check_value("account", env->account, 0, e) < 0 ||
+	    check_value("sender", env->sender, 1, e) < 0)
+		return -1;
+	if (env->nrcpts == 0)
+		return perr_set(e, PERR_SOFTWARE, "cannot queue: no recipients");
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if (check_value("recipient", env->rcpts[i], 0, e) < 0)
+			return -1;
+	if ((env->dsn_notify && check_value("DSN NOTIFY", env->dsn_notify, 1, e) < 0) ||
+	    (env->dsn_return && check_value("DSN RET", env->dsn_return, 1, e) < 0) ||
+	    (env->dsn_envid && check_value("DSN ENVID", env->dsn_envid, 1, e) < 0))
+		return -1;
+	return 0;
+}
+
+/* Stream the message into tmp (already open); returns bytes or -1.  On a
+ * read error e is filled and *rerr set. */
+static long long copy_message(int fd, const struct message *m, int *rerr, struct perr *e)
+{
+	unsigned char buf[COPY_BUF];
+	struct msg_reader r;
+	long long total = 0;
+	long got;
+
+	message_rewind(m, &r);
+	while ((got = message_next(&r, buf, sizeof buf, e)) > 0) {
+		if (write_all(fd, buf, (size_t)got) < 0)
+			return -1;
+		total += got;
+		hook();
+	}
+	if (got < 0) {
+		*rerr = 1;
+		return -1;
+	}
+	return total;
+}
+
+/* Step 1-2: the message into msg/ID under a fresh ID (env->id). */
+static int add_msg(struct queue *q, struct queue_env *env, const struct message *m,
+		   struct perr *e)
+{
+	char tmp[PATH_CAP], dst[PATH_CAP];
+	int fd, rerr = 0, tries;
+	long long size;
+
+	make_id(env->id);
+	tmp_name(tmp, sizeof tmp, env->id, "msg");
+	fd = openat(q->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return io_err(e, q, "create a file", errno);
+	hook();
+	size = copy_message(fd, m, &rerr, e);
+	if (size < 0 || sync_close(fd) < 0) {
+		if (!rerr)
+			io_err(e, q, "write the message", errno);
+		if (size < 0)
+			close(fd);
+		unlinkat(q->dirfd, tmp, 0);
+		return -1;
+	}
+	env->size = size;
+	hook();
+	for (tries = 0; tries < 10; tries++) {
+		snprintf(dst, sizeof dst, "msg/%s", env->id);
+		if (linkat(q->dirfd, tmp, q->dirfd, dst, 0) == 0)
+			break;
+		if (errno == EEXIST) {
+			make_id(env->id);
+			continue;
+		}
+		if ((errno == EPERM || errno == EOPNOTSUPP || errno == ENOSYS) &&
+		    faccessat(q->dirfd, dst, F_OK, AT_SYMLINK_NOFOLLOW) < 0 &&
+		    renameat(q->dirfd, tmp, q->dirfd, dst) == 0)
+			break; /* no hard links here: the ID is random enough */
+		io_err(e, q, "link the message into msg/", errno);
+		unlinkat(q->dirfd, tmp, 0);
+		return -1;
+	}
+	unlinkat(q->dirfd, tmp, 0);
+	if (tries == 10)
+		return perr_set(e, PERR_SOFTWARE, "cannot find a free queue id in %s", q->dir);
+	hook();
+	if (sync_sub(q, "msg") < 0) {
+		io_err(e, q, "sync msg/", errno);
+		unlinkat(q->dirfd, dst, 0);
+		return -1;
+	}
+	hook();
+	return 0;
+}
+
+int queue_add(struct queue *q, struct queue_env *env, const struct message *m, struct perr *e)
+{
+	struct tbuf b = { 0 };
+	char dst[PATH_CAP];
+	char *last = env->last_error;
+	int rc = 0;
+
+	if (check_env(env, e) < 0)
+		return -1;
+	env->created = time(NULL);
+	env->next_try = env->created + queue_backoff(env->attempts);
+	if (add_msg(q, env, m, e) < 0) {
+		env->id[0] = '\0';
+		return -1;
+	}
+	if (last)
+		env->last_error = one_line(last);
+	format_env(env, &b);
+	if (last) {
+		free(env->last_error);
+		env->last_error = last;
+	}
+	snprintf(dst, sizeof dst, "env/%s", env->id);
+	if (write_env_file(q, &b, env->id, dst) < 0 || sync_sub(q, "env") < 0) {
+		rc = io_err(e, q, "write the envelope", errno);
+		unlinkat(q->dirfd, dst, 0);
+		snprintf(dst, sizeof dst, "msg/%s", env->id);
+		unlinkat(q->dirfd, dst, 0);
+		env->id[0] = '\0';
+	}
+	free(b.p);
+	return rc;
+}
+
+/* ---- claiming ------------------------------------------------------------- */
+
+struct idlist {
+	char (*ids)[QUEUE_ID_MAX];
+	size_t n, cap;
+};
+
+/* IDs in sub/ (names that are IDs, optionally ending in suffix). */
+static int list_ids(const struct queue *q, const char *sub, const char *suffix,
+		    struct idlist *l)
+{
+	int fd = openat(q->dirfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	size_t slen = suffix ? strlen(suffix) : 0;
+	struct dirent *d;
+	DIR *dir;
+
+	memset(l, 0, sizeof *l);
+	if (fd < 0 || !(dir = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	while ((d = readdir(dir))) {
+		char id[QUEUE_ID_MAX];
+		size_t n = strlen(d->d_name);
+
+		if (n <= slen || n - slen >= QUEUE_ID_MAX ||
+		    (slen && strcmp(d->d_name + n - slen, suffix) != 0))
+			continue;
+		memcpy(id, d->d_name, n - slen);
+		id[n - slen] = '\0';
+		if (!valid_id(id))
+			continue;
+		if (l->n == l->cap) {
+			l->cap = l->cap ? l->cap * 2 : 64;
+			l->ids = xrealloc(l->ids, l->cap * sizeof *l->ids);
+		}
+		memcpy(l->ids[l->n++], id, QUEUE_ID_MAX);
+	}
+	closedir(dir);
+	return 0;
+}
+
+/* Remove tmp files and orphan msg files (no env) left by a crash. */
+static void sweep(const struct queue *q, time_t now)
+{
+	int fd = openat(q->dirfd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	char path[PATH_CAP + NAME_MAX];
+	struct idlist l;
+	struct stat st;
+	struct dirent *d;
+	DIR *dir;
+
+	if (fd >= 0 && (dir = fdopendir(fd))) {
+		while ((d = readdir(dir)))
+			if (d->d_name[0] != '.' &&
+			    fstatat(fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    now - st.st_ctime > STALE_AGE)
+				unlinkat(fd, d->d_name, 0);
+		closedir(dir);
+	} else if (fd >= 0) {
+		close(fd);
+	}
+	if (list_ids(q, "msg", NULL, &l) < 0)
+		return;
+	for (size_t i = 0; i < l.n; i++) {
+		snprintf(path, sizeof path, "env/%s", l.ids[i]);
+		if (faccessat(q->dirfd, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
+			continue;
+		snprintf(path, sizeof path, "msg/%s", l.ids[i]);
+		if (fstatat(q->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    now - st.st_ctime > STALE_AGE)
+			unlinkat(q->dirfd, path, 0);
+	}
+	free(l.ids);
+}
+
+static int wanted(const struct queue_env *env, const char *account, int due_only, time_t now)
+{
+	if (account && strcmp(env->account, account) != 0)
+		return 0;
+	return !due_only || env->next_try <= now;
+}
+
+static int env_cmp(const void *a, const void *b)
+{
+	const struct queue_env *x = a, *y = b;
+
+	if (x->created != y->created)
+		return x->created < y->created ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+static void note_corrupt(const struct queue *q, struct perr *e, const char *path,
+			 const char *why)
+{
+	note(e, "skipped %s/%s: %s; move it out of the queue or delete it", q->dir, path, why);
+}
+
+/* Lock msg/ID and re-read env/ID under the lock.  1: claimed into it;
+ * 0: skipped (locked, gone, no longer wanted, corrupt: noted in e). */
+static int try_claim(const struct queue *q, const char *id, const char *account,
+		     int due_only, time_t now, struct queue_item *it, struct perr *e)
+{
+	char mpath[PATH_CAP], epath[PATH_CAP];
+	struct stat fst, pst;
+	const char *why = NULL;
+	int fd, rc;
+
+	snprintf(mpath, sizeof mpath, "msg/%s", id);
+	snprintf(epath, sizeof epath, "env/%s", id);
+	fd = openat(q->dirfd, mpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		/* msg goes after env: if env is still there, msg is missing. */
+		if (faccessat(q->dirfd, epath, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+			note_corrupt(q, e, epath, "its message file is missing");
+		return 0;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0 || fstat(fd, &fst) < 0 || fst.st_nlink == 0 ||
+	    fstatat(q->dirfd, mpath, &pst, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    pst.st_ino != fst.st_ino || pst.st_dev != fst.st_dev)
+		goto skip;
+	rc = load_env(q, epath, id, &it->env, &why);
+	if (rc == -2)
+		note_corrupt(q, e, epath, why);
+	if (rc < 0)
+		goto skip;
+	if (!wanted(&it->env, account, due_only, now))
+		goto skip_env;
+	if (it->env.size != (long long)fst.st_size) {
+		note_corrupt(q, e, mpath, "its size differs from the envelope's");
+		goto skip_env;
+	}
+	it->lockfd = it->msgfd = fd;
+	it->pos = 0;
+	return 1;
+skip_env:
+	queue_env_free(&it->env);
+skip:
+	close(fd);
+	return 0;
+}
+
+/* Parse every env file (no lock), keep the wanted ones, oldest first. */
+static int scan(const struct queue *q, const char *account, int due_only, time_t now,
+		struct queue_env **out, size_t *n, struct perr *e)
+{
+	struct queue_env *envs;
+	struct idlist l;
+	size_t k = 0;
+
+	if (list_ids(q, "env", NULL, &l) < 0)
+		return io_err(e, q, "read env/", errno);
+	envs = xcalloc(l.n, sizeof *envs);
+	for (size_t i = 0; i < l.n; i++) {
+		char path[PATH_CAP];
+		const char *why = NULL;
+		int rc;
+
+		snprintf(path, sizeof path, "env/%s", l.ids[i]);
+		rc = load_env(q, path, l.ids[i], &envs[k], &why);
+		if (rc == -2)
+			note_corrupt(q, e, path, why);
+		if (rc < 0)
+			continue;
+		if (wanted(&envs[k], account, due_only, now))
+			k++;
+		else
+			queue_env_free(&envs[k]);
+	}
+	free(l.ids);
+	qsort(envs, k, sizeof *envs, env_cmp);
+	*out = envs;
+	*n = k;
+	return 0;
+}
+
+int queue_claim(struct queue *q, const char *account, int due_only, time_t now,
+		struct queue_item **items, size_t *n, struct perr *e)
+{
+	struct queue_env *envs;
+	struct queue_item *its;
+	size_t nenv, k = 0, i;
+
+	perr_clear(e);
+	*items = NULL;
+	*n = 0;
+	sweep(q, now);
+	if (scan(q, account, due_only, now, &envs, &nenv, e) < 0)
+		return -1;
+	its = xcalloc(nenv < CLAIM_MAX ? nenv : CLAIM_MAX, sizeof *its);
+	for (i = 0; i < nenv && k < CLAIM_MAX; i++)
+		k += (size_t)try_claim(q, envs[i].id, account, due_only, now, &its[k], e);
+	if (i < nenv)
+		note(e, "%zu more queued messages are left for the next run", nenv - i);
+	for (i = 0; i < nenv; i++)
+		queue_env_free(&envs[i]);
+	free(envs);
+	if (k == 0) {
+		free(its);
+		its = NULL;
+	}
+	*items = its;
+	*n = k;
+	return 0;
+}
+
+void queue_item_rewind(struct queue_item *it)
+{
+	it->pos = 0;
+}
+
+long queue_item_read(void *item, unsigned char *buf, size_t cap, struct perr *e)
+{
+	struct queue_item *it = item;
+	ssize_t r;
+
+	do
+		r = pread(it->msgfd, buf, cap, it->pos);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return perr_set(e, PERR_IO, "cannot read queued message %s: %s", it->env.id,
+				strerror(errno));
+	it->pos += r;
+	return (long)r;
+}
+
+/* ---- delivered, retried, failed ------------------------------------------ */
+
+void queue_release(struct queue_item *it)
+{
+	if (it->lockfd >= 0)
+		close(it->lockfd);
+	if (it->msgfd >= 0 && it->msgfd != it->lockfd)
+		close(it->msgfd);
+	it->lockfd = it->msgfd = -1;
+}
+
+void queue_items_free(struct queue_item *items, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		queue_release(&items[i]);
+		queue_env_free(&items[i].env);
+	}
+	free(items);
+}
+
+int queue_done(struct queue *q, struct queue_item *it, struct perr *e)
+{
+	char path[PATH_CAP];
+	int rc = 0;
+
+	snprintf(path, sizeof path, "env/%s", it->env.id);
+	hook();
+	if (unlinkat(q->dirfd, path, 0) < 0 && errno != ENOENT)
+		rc = io_err(e, q, "remove a delivered message (it may be sent again)", errno);
+	else if (sync_sub(q, "env") < 0)
+		rc = io_err(e, q, "sync env/ (a delivered message may be sent again)", errno);
+	hook();
+	if (rc == 0) {
+		snprintf(path, sizeof path, "msg/%s", it->env.id);
+		unlinkat(q->dirfd, path, 0);
+		sync_sub(q, "msg");
+	}
+	queue_release(it);
+	return rc;
+}
+
+/* Move the claimed message to failed/ with why as its last error. */
+static int move_to_failed(struct queue *q, struct queue_item *it, struct perr *e)
+{
+	char src[PATH_CAP], tmp[PATH_CAP], dst[PATH_CAP];
+	struct tbuf b = { 0 };
+	int rc;
+
+	format_env(&it->env, &b);
+	snprintf(dst, sizeof dst, "failed/%s.env", it->env.id);
+	rc = write_env_file(q, &b, it->env.id, dst);
+	free(b.p);
+	if (rc < 0)
+		return io_err(e, q, "write into failed/", errno);
+	snprintf(src, sizeof src, "msg/%s", it->env.id);
+	tmp_name(tmp, sizeof tmp, it->env.id, "failed");
+	snprintf(dst, sizeof dst, "failed/%s.msg", it->env.id);
+	if (linkat(q->dirfd, src, q->dirfd, tmp, 0) < 0 ||
+	    (hook(), renameat(q->dirfd, tmp, q->dirfd, dst)) < 0) {
+		rc = io_err(e, q, "link the message into failed/", errno);
+		unlinkat(q->dirfd, tmp, 0);
+		snprintf(dst, sizeof dst, "failed/%s.env", it->env.id);
+		unlinkat(q->dirfd, dst, 0);
+		return rc;
+	}
+	hook();
+	if (sync_sub(q, "failed") < 0)
+		return io_err(e, q, "sync failed/", errno);
+	return 0;
+}
+
+int queue_fail(struct queue *q, struct queue_item *it, const char *why, struct perr *e)
+{
+	char path[PATH_CAP];
+	int rc;
+
+	free(it->env.last_error);
+	it->env.last_error = one_line(why ? why : "");
+	rc = move_to_failed(q, it, e);
+	if (rc == 0) {
+		/* Committed: no longer queued.  Then the msg/ name. */
+		snprintf(path, sizeof path, "env/%s", it->env.id);
+		if (unlinkat(q->dirfd, path, 0) < 0 && errno != ENOENT)
+			rc = io_err(e, q, "remove a failed message from env/", errno);
+		else if (sync_sub(q, "env") < 0)
+			rc = io_err(e, q, "sync env/", errno);
+		hook();
+		snprintf(path, sizeof path, "msg/%s", it->env.id);
+		if (rc == 0 && unlinkat(q->dirfd, path, 0) == 0)
+			sync_sub(q, "msg");
+	}
+	queue_release(it);
+	return rc;
+}
+
+int queue_retry(struct queue *q, struct queue_item *it, const char *why, time_t now,
+		long lifetime, struct perr *e)
+{
+	char path[PATH_CAP];
+	struct tbuf b = { 0 };
+	int rc = 0;
+
+	it->env.attempts++;
+	if (lifetime > 0 && now - it->env.created >= lifetime) {
+		char text[VALUE_MAX];
+		long age = (long)(now - it->env.created);
+
+		long unit = age >= 2 * 86400 ? 86400 : age >= 2 * 3600 ? 3600 : age >= 120 ? 60 : 1;
+
+		snprintf(text, sizeof text, "gave up after %ld %s and %u attempts: %s", age / unit,
+			 unit == 86400 ? "days" : unit == 3600 ? "hours" : unit == 60 ? "minutes" :
+			 "seconds", it->env.attempts, why ? why : "");
+		return queue_fail(q, it, text, e) < 0 ? -1 : 1;
+	}
+	it->env.next_try = now + backoff(it->env.attempts);
+	free(it->env.last_error);
+	it->env.last_error = one_line(why ? why : "");
+	format_env(&it->env, &b);
+	snprintf(path, sizeof path, "env/%s", it->env.id);
+	if (write_env_file(q, &b, it->env.id, path) < 0 || sync_sub(q, "env") < 0)
+		rc = io_err(e, q, "update the envelope", errno);
+	free(b.p);
+	queue_release(it);
+	return rc;
+}
+
+/* ---- held accounts -------------------------------------------------------- */
+
+/* held/NAME for account: [A-Za-z0-9_-] and inner dots kept, the rest %XX. */
+static int hold_path(const char *account, char *out, size_t cap)
+{
+	size_t n = (size_t)snprintf(out, cap, "held/");
+
+	for (const unsigned char *p = (const unsigned char *)account; *p; p++) {
+		int keep = isalnum(*p) || *p == '_' || *p == '-' ||
+			   (*p == '.' && p != (const unsigned char *)account);
+
+		if (n + 4 >= cap)
+			return -1;
+		n += (size_t)snprintf(out + n, cap - n, keep ? "%c" : "%%%02X", *p);
+	}
+	return account[0] && n - 5 <= ACCOUNT_FILE_MAX ? 0 : -1;
+}
+
+/* Read held/ACCOUNT: 1 and its stamp and reason, 0 when absent or
+ * unreadable (a corrupt file is removed). */
+static int read_hold(const struct queue *q, const char *path, char **stamp, char **reason)
+{
+	char *data, *p, *nl;
+	size_t len;
+
+	*stamp = *reason = NULL;
+	if (read_small(q->dirfd, path, HOLD_MAX, &data, &len) < 0)
+		return 0;
+	p = data;
+	if (strncmp(p, "postern-hold 1\nstamp ", 21) != 0 || !(nl = strchr(p + 21, '\n')))
+		goto corrupt;
+	*stamp = xstrndup(p + 21, (size_t)(nl - p - 21));
+	p = nl + 1;
+	if (strncmp(p, "reason ", 7) != 0 || !(nl = strchr(p + 7, '\n')) || nl[1])
+		goto corrupt;
+	*reason = xstrndup(p + 7, (size_t)(nl - p - 7));
+	free(data);
+	return 1;
+corrupt:
+	free(data);
+	free(*stamp);
+	*stamp = NULL;
+	unlinkat(q->dirfd, path, 0);
+	return 0;
+}
+
+int queue_hold(struct queue *q, const char *account, const char *reason, const char *stamp,
+	       struct perr *e)
+{
+	char path[PATH_CAP + 3 * ACCOUNT_FILE_MAX], *r, *s;
+	struct tbuf b = { 0 };
+	int rc = 0;
+
+	if (hold_path(account, path, sizeof path) < 0)
+		return perr_set(e, PERR_SOFTWARE, "cannot hold account \"%s\": the name is "
+				"empty or too long", account);
+	r = one_line(reason ? reason : "");
+	s = one_line(stamp ? stamp : "");
+	tb_add(&b, "postern-hold 1\nstamp %s\nreason %s\n", s, r);
+	if (write_env_file(q, &b, "hold", path) < 0 || sync_sub(q, "held") < 0)
+		rc = io_err(e, q, "write into held/", errno);
+	free(b.p);
+	free(r);
+	free(s);
+	return rc;
+}
+
+int queue_held(struct queue *q, const char *account, const char *stamp, char **reason)
+{
+	char path[PATH_CAP + 3 * ACCOUNT_FILE_MAX], *st, *why;
+	char *want;
+	int same;
+
+	if (reason)
+		*reason = NULL;
+	if (hold_path(account, path, sizeof path) < 0 || !read_hold(q, path, &st, &why))
+		return 0;
+	want = one_line(stamp ? stamp : "");
+	same = strcmp(st, want) == 0;
+	free(want);
+	free(st);
+	if (!same) {
+		free(why);
+		unlinkat(q->dirfd, path, 0);
+		return 0;
+	}
+	if (reason)
+		*reason = why;
+	else
+		free(why);
+	return 1;
+}
+
+int queue_unhold(struct queue *q, const char *account)
+{
+	char path[PATH_CAP + 3 * ACCOUNT_FILE_MAX];
+
+	if (hold_path(account, path, sizeof path) < 0)
+		return 0;
+	if (unlinkat(q->dirfd, path, 0) < 0 && errno != ENOENT)
+		return -1;
+	return 0;
+}
+
+/* ---- listing -------------------------------------------------------------- */
+
+static char *hold_reason(const struct queue *q, const char *account)
+{
+	char path[PATH_CAP + 3 * ACCOUNT_FILE_MAX], *st, *why;
+
+	if (hold_path(account, path, sizeof path) < 0 || !read_hold(q, path, &st, &why))
+		return NULL;
+	free(st);
+	return why;
+}
+
+static int list_queued(struct queue *q,
+		       int (*cb)(void *, const struct queue_env *, int, const char *),
+		       void *ctx, struct perr *e)
+{
+	struct queue_env *envs;
+	size_t n, i;
+	int stop = 0;
+
+	if (scan(q, NULL, 0, 0, &envs, &n, e) < 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		char *held = stop ? NULL : hold_reason(q, envs[i].account);
+
+		if (!stop)
+			stop = cb(ctx, &envs[i], 0, held);
+		free(held);
+		queue_env_free(&envs[i]);
+	}
+	free(envs);
+	return stop;
+}
+
+static int list_failed(struct queue *q,
+		       int (*cb)(void *, const struct queue_env *, int, const char *),
+		       void *ctx, struct perr *e)
+{
+	struct queue_env *envs;
+	struct idlist l;
+	size_t k = 0, i;
+	int stop = 0;
+
+	if (list_ids(q, "failed", ".env", &l) < 0)
+		return io_err(e, q, "read failed/", errno);
+	envs = xcalloc(l.n, sizeof *envs);
+	for (i = 0; i < l.n; i++) {
+		char path[PATH_CAP];
+		const char *why = NULL;
+		int rc;
+
+		/* Still in env/: a crash interrupted queue_fail; it is queued. */
+		snprintf(path, sizeof path, "env/%s", l.ids[i]);
+		if (faccessat(q->dirfd, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+			continue;
+		snprintf(path, sizeof path, "failed/%s.env", l.ids[i]);
+		rc = load_env(q, path, l.ids[i], &envs[k], &why);
+		if (rc == -2)
+			note_corrupt(q, e, path, why);
+		if (rc == 0)
+			k++;
+	}
+	free(l.ids);
+	qsort(envs, k, sizeof *envs, env_cmp);
+	for (i = 0; i < k; i++) {
+		if (!stop)
+			stop = cb(ctx, &envs[i], 1, NULL);
+		queue_env_free(&envs[i]);
+	}
+	free(envs);
+	return 0;
+}
+
+int queue_list(struct queue *q,
+	       int (*cb)(void *ctx, const struct queue_env *env, int failed, const char *held),
+	       void *ctx, struct perr *e)
+{
+	int rc;
+
+	perr_clear(e);
+	rc = list_queued(q, cb, ctx, e);
+	if (rc < 0)
+		return -1;
+	if (rc > 0)
+		return 0;
+	return list_failed(q, cb, ctx, e);
+}
+
+void queue_env_free(struct queue_env *env)
+{
+	free(env->account);
+	free(env->sender);
+	for (size_t i = 0; i < env->nrcpts; i++)
+		free(env->rcpts[i]);
+	free(env->rcpts);
+	free(env->dsn_notify);
+	free(env->dsn_return);
+	free(env->dsn_envid);
+	free(env->last_error);
+	env->account = env->sender = env->dsn_notify = env->dsn_return = NULL;
+	env->dsn_envid = env->last_error = NULL;
+	env->rcpts = NULL;
+	env->nrcpts = 0;
+}

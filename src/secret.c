@@ -1,0 +1,403 @@
+/* secret.c — the account's secret: password_command (run through /bin/sh
+ * with a deadline), the keyring through libsecret (the only file that
+ * includes its headers), and the `password` key.  The value is wiped when
+ * freed, and never reaches argv, a child's environment or an error text. */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifdef HAVE_LIBSECRET
+#include <libsecret/secret.h>
+#endif
+
+#include "secret.h"
+#include "util.h"
+
+#define DEFAULT_TIMEOUT_S 30
+
+int secret_needed(const struct account *a)
+{
+	switch (a->auth) {
+	case AUTH_OFF:
+	case AUTH_EXTERNAL: /* the client certificate is the credential */
+		return 0;
+	case AUTH_AUTO:
+		return a->user && *a->user;
+	default:
+		return 1;
+	}
+}
+
+static void take(struct secret *s, const char *v, size_t n, enum secret_source src)
+{
+	s->value = xmalloc(n + 1);
+	memcpy(s->value, v, n);
+	s->value[n] = '\0';
+	s->len = n;
+	s->source = src;
+}
+
+/* ---- password_command ----------------------------------------------------- */
+
+struct cmd_out {
+	char *buf; /* SECRET_MAX + 2 bytes: the start of the output */
+	size_t len;
+	int timed_out;
+};
+
+/* In the child: stdout to the pipe (first, in case the pipe got fd 0 or 1
+ * because the parent had them closed), stdin from /dev/null, stderr as it
+ * is, own process group so a timeout can kill everything it started. */
+static void child_exec(const char *cmd, int out)
+{
+	int null;
+
+	setpgid(0, 0);
+	if (out == 1 ? fcntl(1, F_SETFD, 0) < 0 : dup2(out, 1) < 0)
+		_exit(126);
+	null = open("/dev/null", O_RDONLY);
+	if (null < 0 || (null != 0 && dup2(null, 0) < 0))
+		_exit(126);
+	if (null != 0)
+		close(null);
+	execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+	_exit(127);
+}
+
+/* Read the child's stdout until EOF or the deadline; what does not fit in
+ * the buffer is read and dropped, so the child never blocks on a full
+ * pipe. */
+static void read_output(int fd, int64_t deadline, struct cmd_out *o)
+{
+	char scratch[512];
+
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		int64_t left = deadline - mono_ms();
+		size_t room = SECRET_MAX + 2 - o->len;
+		ssize_t n;
+
+		if (left <= 0) {
+			o->timed_out = 1;
+			break;
+		}
+		if (poll(&p, 1, left > 60000 ? 60000 : (int)left) < 0 && errno != EINTR)
+			break;
+		if (!p.revents)
+			continue;
+		n = room ? read(fd, o->buf + o->len, room) : read(fd, scratch, sizeof scratch);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			break;
+		if (room)
+			o->len += (size_t)n;
+	}
+	wipe(scratch, sizeof scratch);
+}
+
+/* Wait for the child until the deadline; past it, kill its process group.
+ * Returns the wait status, or -1 after a kill. */
+static int reap(pid_t pid, int64_t deadline, int kill_now)
+{
+	int status;
+	unsigned nap = 1;
+
+	while (!kill_now && mono_ms() < deadline) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			return status;
+		if (r < 0 && errno != EINTR)
+			return -1;
+		usleep(nap * 1000);
+		nap = nap < 20 ? nap * 2 : 20;
+	}
+	kill(-pid, SIGKILL);
+	kill(pid, SIGKILL);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return -1;
+}
+
+static int cmd_result(const struct account *a, int status, const struct cmd_out *o,
+		      struct secret *s, struct perr *e)
+{
+	size_t n = 0;
+
+	if (WIFSIGNALED(status))
+		return perr_set(e, PERR_CONFIG,
+				"password_command for account %s was killed by "
+				"signal %d; run it by hand to see why",
+				a->name, WTERMSIG(status));
+	if (WEXITSTATUS(status) != 0)
+		return perr_set(e, PERR_CONFIG,
+				"password_command for account %s failed (exit %d); "
+				"run it by hand to see why",
+				a->name, WEXITSTATUS(status));
+	while (n < o->len && o->buf[n] != '\n')
+		n++;
+	if (n > SECRET_MAX)
+		return perr_set(e, PERR_CONFIG,
+				"password_command for account %s printed a line "
+				"longer than %d bytes",
+				a->name, SECRET_MAX);
+	while (n && (o->buf[n - 1] == '\r' || o->buf[n - 1] == '\n'))
+		n--;
+	if (n == 0)
+		return perr_set(e, PERR_CONFIG,
+				"password_command for account %s printed nothing; "
+				"it must print the secret on its first line",
+				a->name);
+	if (memchr(o->buf, '\0', n))
+		return perr_set(e, PERR_CONFIG,
+				"password_command for account %s printed a NUL "
+				"byte",
+				a->name);
+	take(s, o->buf, n, SECRET_COMMAND);
+	return 0;
+}
+
+static int run_command(const struct account *a, struct secret *s, struct perr *e)
+{
+	int timeout = a->timeout > 0 ? a->timeout : DEFAULT_TIMEOUT_S;
+	int64_t deadline = mono_ms() + (int64_t)timeout * 1000;
+	struct cmd_out o = {.buf = xmalloc(SECRET_MAX + 2)};
+	int p[2], status, rc;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		free(o.buf);
+		return perr_set(e, PERR_OS, "cannot create a pipe: %s", strerror(errno));
+	}
+	pid = fork();
+	if (pid == 0)
+		child_exec(a->password_command, p[1]);
+	close(p[1]);
+	if (pid < 0) {
+		close(p[0]);
+		free(o.buf);
+		return perr_set(e, PERR_OS, "cannot start password_command: %s", strerror(errno));
+	}
+	setpgid(pid, pid);
+	read_output(p[0], deadline, &o);
+	close(p[0]);
+	status = reap(pid, deadline, o.timed_out);
+	if (status == -1)
+		rc = perr_set(e, PERR_TEMP,
+			      "password_command for account %s did not answer "
+			      "within %d s; check the command, or raise timeout",
+			      a->name, timeout);
+	else
+		rc = cmd_result(a, status, &o, s, e);
+	wipe(o.buf, SECRET_MAX + 2);
+	free(o.buf);
+	return rc;
+}
+
+/* ---- the keyring ---------------------------------------------------------- */
+
+enum keyring_state {
+	KEYRING_FOUND,
+	KEYRING_MISSING,    /* reachable, no entry */
+	KEYRING_NO_SESSION, /* no D-Bus session bus */
+	KEYRING_LOCKED,
+	KEYRING_ERROR, /* the Secret Service did not answer properly */
+};
+
+#ifdef HAVE_LIBSECRET
+/* The attributes msmtp and `secret-tool store host H service smtp user U`
+ * use; entries stored under any schema name match. */
+static const SecretSchema postern_schema = {
+    "org.postern.Password",
+    SECRET_SCHEMA_DONT_MATCH_NAME,
+    {
+	{"host", SECRET_SCHEMA_ATTRIBUTE_STRING},
+	{"service", SECRET_SCHEMA_ATTRIBUTE_STRING},
+	{"user", SECRET_SCHEMA_ATTRIBUTE_STRING},
+	{NULL, 0},
+    },
+    0,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+/* Is there a session bus to ask?  Without one, GLib could try to
+ * autolaunch a bus; never do that from cron. */
+static int session_bus(void)
+{
+	const char *addr = getenv("DBUS_SESSION_BUS_ADDRESS");
+	char path[64], env[96];
+	struct stat st;
+
+	if (addr && *addr)
+		return 1;
+	snprintf(path, sizeof path, "/run/user/%u/bus", (unsigned)getuid());
+	if (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+		return 0;
+	snprintf(env, sizeof env, "unix:path=%s", path);
+	setenv("DBUS_SESSION_BUS_ADDRESS", env, 1);
+	return 1;
+}
+
+static enum keyring_state item_secret(SecretItem *item, struct secret *s)
+{
+	SecretValue *v = secret_item_get_secret(item);
+	const gchar *bytes;
+	gsize n;
+
+	if (!v)
+		return KEYRING_LOCKED;
+	bytes = secret_value_get(v, &n);
+	if (n == 0 || n > SECRET_MAX || memchr(bytes, '\0', n)) {
+		secret_value_unref(v);
+		return KEYRING_MISSING;
+	}
+	take(s, bytes, n, SECRET_KEYRING);
+	secret_value_unref(v);
+	return KEYRING_FOUND;
+}
+
+/* Search without unlocking: a locked keyring would prompt, and a prompt
+ * nobody sees would hang a cron job. */
+static enum keyring_state keyring_lookup(const struct account *a, struct secret *s)
+{
+	enum keyring_state st = KEYRING_MISSING;
+	SecretService *svc;
+	GHashTable *attrs;
+	GError *err = NULL;
+	GList *items;
+
+	if (!session_bus())
+		return KEYRING_NO_SESSION;
+	svc = secret_service_get_sync(SECRET_SERVICE_OPEN_SESSION, NULL, &err);
+	if (!svc) {
+		g_clear_error(&err);
+		return KEYRING_ERROR;
+	}
+	attrs = secret_attributes_build(&postern_schema, "host", a->host, "service", "smtp", "user",
+					a->user, NULL);
+	items = secret_service_search_sync(svc, &postern_schema, attrs, SECRET_SEARCH_LOAD_SECRETS,
+					   NULL, &err);
+	if (err)
+		st = KEYRING_ERROR;
+	else if (items)
+		st = item_secret(items->data, s);
+	g_clear_error(&err);
+	g_list_free_full(items, g_object_unref);
+	g_hash_table_unref(attrs);
+	g_object_unref(svc);
+	return st;
+}
+#endif
+
+/* ---- resolving -------------------------------------------------------------- */
+
+static int none_found(const struct account *a, enum keyring_state ks, struct perr *e)
+{
+	if (ks == KEYRING_NO_SESSION || ks == KEYRING_ERROR || ks == KEYRING_LOCKED)
+		return perr_set(e, PERR_TEMP,
+				"the keyring is %s and no other source is configured for account "
+				"%s; the message can be sent from the login session (postern -q), "
+				"or set password_command",
+				ks == KEYRING_LOCKED ? "locked"
+				: ks == KEYRING_NO_SESSION
+				    ? "not reachable (no D-Bus session)"
+				    : "not reachable (no Secret Service answered)",
+				a->name);
+#ifdef HAVE_LIBSECRET
+	return perr_set(e, PERR_CONFIG,
+			"account %s has user = %s but no secret: run postern --set-password=%s "
+			"to store it in the keyring, or set password_command",
+			a->name, a->user ? a->user : "", a->name);
+#else
+	return perr_set(e, PERR_CONFIG,
+			"account %s has user = %s but no secret, and postern was built without "
+			"keyring support: set password_command (or password)",
+			a->name, a->user ? a->user : "");
+#endif
+}
+
+int secret_resolve(const struct account *a, struct secret *s, struct perr *e)
+{
+	enum keyring_state ks = KEYRING_MISSING;
+
+	memset(s, 0, sizeof *s);
+	if (!secret_needed(a))
+		return 0;
+	if (a->password_command && *a->password_command)
+		return run_command(a, s, e);
+#ifdef HAVE_LIBSECRET
+	if (a->host && a->user) {
+		ks = keyring_lookup(a, s);
+		if (ks == KEYRING_FOUND)
+			return 0;
+	}
+#endif
+	if (a->password) {
+		take(s, a->password, strlen(a->password), SECRET_FILE);
+		return 0;
+	}
+	return none_found(a, ks, e);
+}
+
+int secret_store(const struct account *a, const char *value, struct perr *e)
+{
+#ifdef HAVE_LIBSECRET
+	char label[512];
+	GError *err = NULL;
+	gboolean ok;
+
+	if (!a->host || !a->user || !*a->user)
+		return perr_set(e, PERR_CONFIG,
+				"account %s has no user; set user = ... before "
+				"storing a password",
+				a->name);
+	if (!session_bus())
+		return perr_set(e, PERR_TEMP,
+				"the keyring is not reachable (no D-Bus session); "
+				"run --set-password from the desktop session");
+	snprintf(label, sizeof label, "postern: %s@%s", a->user, a->host);
+	ok = secret_password_store_sync(&postern_schema, SECRET_COLLECTION_DEFAULT, label, value,
+					NULL, &err, "host", a->host, "service", "smtp", "user",
+					a->user, NULL);
+	if (!ok) {
+		perr_set(e, PERR_TEMP, "cannot store the password in the keyring: %s",
+			 err ? err->message : "unknown error");
+		g_clear_error(&err);
+		return -1;
+	}
+	return 0;
+#else
+	(void)value;
+	return perr_set(e, PERR_CONFIG,
+			"postern was built without keyring support; set "
+			"password_command for account %s instead",
+			a->name);
+#endif
+}
+
+void secret_free(struct secret *s)
+{
+	if (!s)
+		return;
+	wipe_free(s->value);
+	s->value = NULL;
+	s->len = 0;
+	s->source = SECRET_NONE;
+}

@@ -1,0 +1,1053 @@
+/* smtp.c — the SMTP client protocol engine: greeting, EHLO capabilities,
+ * STARTTLS, AUTH, and mail transactions (MAIL, RCPT..., DATA or BDAT),
+ * pipelined when the server offers PIPELINING.
+ *
+ * Each wait for a reply is one step with its own deadline (conn_arm).
+ * Every line sent or received goes to the -v transcript (log_wire), with
+ * AUTH payloads masked.  Errors name the peer, the server's (sanitised)
+ * reply and what the engine was waiting for; the kinds follow smtp.h.
+ */
+#include "autoconf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "addr.h"
+#include "base64.h"
+#include "body.h"
+#include "log.h"
+#include "smtp.h"
+#include "util.h"
+
+/* Message bytes read from the source per step; the encoded output (at
+ * most twice as much) fills the 64 KB write buffer in one go. */
+#define BODY_CHUNK 32768
+/* One encoded chunk plus body_finish's CRLF and the final ".\r\n". */
+#define SLOT_SIZE (BODY_OUT_MAX(BODY_CHUNK) + 8)
+/* BDAT chunks sent ahead of their replies when pipelining. */
+#define BDAT_WINDOW 8
+/* Longest command line built here (MAIL FROM with every parameter is
+ * under 700 bytes; AUTH payloads go through send_secret instead). */
+#define CMD_MAX 1024
+/* Longest DSN envelope id (RFC 3461 4.4). */
+#define ENVID_MAX 100
+/* Server text quoted per refused recipient. */
+#define RCPT_TEXT_MAX 200
+
+enum smtp_state {
+	ST_GREETING, ST_EHLO, ST_HELO, ST_STARTTLS, ST_AUTH, ST_MAIL, ST_RCPT,
+	ST_DATA, ST_BODY, ST_BDAT, ST_RSET, ST_QUIT, ST_COUNT
+};
+
+/* What a reply in each state answers, for "while waiting for ...". */
+static const char *const state_names[ST_COUNT] = {
+	[ST_GREETING] = "the greeting",
+	[ST_EHLO] = "the reply to EHLO",
+	[ST_HELO] = "the reply to HELO",
+	[ST_STARTTLS] = "the reply to STARTTLS",
+	[ST_AUTH] = "the reply to AUTH",
+	[ST_MAIL] = "the reply to MAIL FROM",
+	[ST_RCPT] = "the reply to RCPT TO",
+	[ST_DATA] = "the reply to DATA",
+	[ST_BODY] = "the reply to the end of the message",
+	[ST_BDAT] = "the reply to BDAT",
+	[ST_RSET] = "the reply to RSET",
+	[ST_QUIT] = "the reply to QUIT",
+};
+
+static const struct {
+	const char *name;
+	unsigned bit;
+	enum auth_mech mech;
+} mech_table[] = {
+	{ "SCRAM-SHA-256", SMTP_MECH_SCRAM_SHA_256, AUTH_SCRAM_SHA_256 },
+	{ "PLAIN", SMTP_MECH_PLAIN, AUTH_PLAIN },
+	{ "LOGIN", SMTP_MECH_LOGIN, AUTH_LOGIN },
+	{ "XOAUTH2", SMTP_MECH_XOAUTH2, AUTH_XOAUTH2 },
+	{ "OAUTHBEARER", SMTP_MECH_OAUTHBEARER, AUTH_OAUTHBEARER },
+	{ "EXTERNAL", SMTP_MECH_EXTERNAL, AUTH_EXTERNAL },
+	{ "CRAM-MD5", SMTP_MECH_CRAM_MD5, AUTH_OFF /* not implemented */ },
+};
+#define NMECHS (sizeof mech_table / sizeof mech_table[0])
+
+/* ---- errors ------------------------------------------------------------- */
+
+/* An I/O or protocol failure (conn's text has no peer): "host:port: TEXT
+ * while ...".  The connection is closed: nothing sane can follow. */
+static int io_fail(struct smtp *s, struct perr *e, const char *doing, enum smtp_state st)
+{
+	conn_close(&s->conn); /* out of step with the server: unusable */
+	if (!e)
+		return -1;
+	perr_prefix(e, "%s", s->conn.peer);
+	perr_append(e, " while %s %s", doing, state_names[st]);
+	e->stage = PERR_STAGE_SESSION;
+	return -1;
+}
+
+/* "host:port: WHAT: 550 5.1.1 text" from the last reply. */
+static int server_fail(struct smtp *s, struct perr *e, enum perr_kind kind, const char *what)
+{
+	char text[768];
+	const struct reply *r = &s->reply;
+
+	reply_oneline(r, text, sizeof text);
+	perr_smtp(e, kind, r->code, r->enhanced, "%s: %d%s%s%s%s", what, r->code,
+		  r->enhanced[0] ? " " : "", r->enhanced, text[0] ? " " : "", text);
+	if (e) {
+		perr_prefix(e, "%s", s->conn.peer);
+		e->stage = PERR_STAGE_SESSION;
+	}
+	return -1;
+}
+
+/* Kind for an unwanted reply: 4xx temporary, 5xx perm, anything else a
+ * protocol error. */
+static enum perr_kind kind_of(int code, enum perr_kind perm)
+{
+	if (code >= 400 && code < 500)
+		return PERR_TEMP;
+	if (code >= 500 && code < 600)
+		return perm;
+	return PERR_PROTOCOL;
+}
+
+static int local_fail(struct smtp *s, struct perr *e, enum perr_kind kind, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int local_fail(struct smtp *s, struct perr *e, enum perr_kind kind, const char *fmt, ...)
+{
+	char buf[PERR_TEXT_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	perr_set(e, kind, "%s: %s", s->conn.peer, buf);
+	if (e)
+		e->stage = PERR_STAGE_SESSION;
+	return -1;
+}
+
+/* ---- sending and receiving ---------------------------------------------- */
+
+static int cmd(struct smtp *s, struct perr *e, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Queue one command line (CRLF added).  Control characters are refused
+ * here as the last guard against command injection. */
+static int cmd(struct smtp *s, struct perr *e, const char *fmt, ...)
+{
+	char buf[CMD_MAX + 2];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, CMD_MAX, fmt, ap);
+	va_end(ap);
+	if (n < 0 || n >= CMD_MAX)
+		return local_fail(s, e, PERR_USAGE, "SMTP command longer than %d bytes", CMD_MAX);
+	for (int i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)buf[i];
+
+		if (ch < 0x20 || ch == 0x7f)
+			return local_fail(s, e, PERR_DATA, "refusing to send a command that "
+					  "contains a control character (byte %d)", ch);
+	}
+	log_wire('C', buf, (size_t)n);
+	memcpy(buf + n, "\r\n", 2);
+	return conn_write(&s->conn, buf, (size_t)n + 2, e) < 0 ? io_fail(s, e, "sending", ST_QUIT)
+								    : 0;
+}
+
+/* Queue "PREFIX PAYLOAD\r\n", showing SHOWN in the transcript. */
+static int send_secret(struct smtp *s, const char *prefix, const char *payload, const char *shown,
+		       struct perr *e)
+{
+	log_wire('C', shown, strlen(shown));
+	if (conn_write(&s->conn, prefix, strlen(prefix), e) < 0 ||
+	    conn_write(&s->conn, payload, strlen(payload), e) < 0 ||
+	    conn_write(&s->conn, "\r\n", 2, e) < 0)
+		return io_fail(s, e, "sending", ST_AUTH);
+	return 0;
+}
+
+static int flush(struct smtp *s, enum smtp_state st, struct perr *e)
+{
+	conn_arm(&s->conn);
+	if (conn_flush(&s->conn, e) < 0)
+		return io_fail(s, e, "sending the command for", st);
+	return 0;
+}
+
+/* Read one reply into s->reply within the deadline already armed. */
+static int read_reply_armed(struct smtp *s, enum smtp_state st, struct perr *e)
+{
+	char line[REPLY_LINE_MAX];
+	size_t len;
+	int rc;
+
+	reply_init(&s->reply);
+	do {
+		if (conn_read_line(&s->conn, line, sizeof line, &len, e) < 0)
+			return io_fail(s, e, "waiting for", st);
+		log_wire('S', line, len);
+		rc = reply_feed(&s->reply, line, len, e);
+		if (rc < 0)
+			return io_fail(s, e, "reading", st);
+	} while (rc == 0);
+	return 0;
+}
+
+static int read_reply(struct smtp *s, enum smtp_state st, struct perr *e)
+{
+	conn_arm(&s->conn);
+	return read_reply_armed(s, st, e);
+}
+
+/* Flush and read the reply. */
+static int transact(struct smtp *s, enum smtp_state st, struct perr *e)
+{
+	if (flush(s, st, e) < 0)
+		return -1;
+	return read_reply(s, st, e);
+}
+
+/* ---- greeting, EHLO, STARTTLS ------------------------------------------- */
+
+static int kw_is(const char *p, size_t n, const char *kw)
+{
+	return strlen(kw) == n && strncasecmp(p, kw, n) == 0;
+}
+
+static void parse_mechs(struct smtp *s, const char *p)
+{
+	while (*p) {
+		size_t n;
+
+		while (*p == ' ')
+			p++;
+		n = strcspn(p, " ");
+		for (size_t i = 0; i < NMECHS && n; i++)
+			if (kw_is(p, n, mech_table[i].name))
+				s->caps.mechs |= mech_table[i].bit;
+		p += n;
+	}
+}
+
+static void parse_caps(struct smtp *s)
+{
+	static const struct {
+		const char *kw;
+		unsigned bit;
+	} simple[] = {
+		{ "PIPELINING", SMTP_CAP_PIPELINING }, { "CHUNKING", SMTP_CAP_CHUNKING },
+		{ "8BITMIME", SMTP_CAP_8BITMIME },     { "SMTPUTF8", SMTP_CAP_SMTPUTF8 },
+		{ "DSN", SMTP_CAP_DSN },               { "STARTTLS", SMTP_CAP_STARTTLS },
+		{ "ENHANCEDSTATUSCODES", SMTP_CAP_ENHANCEDSTATUSCODES },
+	};
+	char line[REPLY_LINE_MAX];
+
+	memset(&s->caps, 0, sizeof s->caps);
+	for (unsigned i = 1; reply_line(&s->reply, i, line, sizeof line) >= 0; i++) {
+		char *p = line;
+		size_t n;
+
+		while (*p == ' ')
+			p++;
+		n = strcspn(p, " =");
+		for (size_t k = 0; k < sizeof simple / sizeof simple[0]; k++)
+			if (kw_is(p, n, simple[k].kw))
+				s->caps.flags |= simple[k].bit;
+		if (kw_is(p, n, "SIZE")) {
+			s->caps.flags |= SMTP_CAP_SIZE;
+			s->caps.size_max = strtoull(p + n, NULL, 10);
+		} else if (kw_is(p, n, "AUTH")) {
+			s->caps.flags |= SMTP_CAP_AUTH;
+			parse_mechs(s, p + n + (p[n] ? 1 : 0));
+		}
+	}
+}
+
+static int ehlo(struct smtp *s, struct perr *e)
+{
+	const char *helo = s->p->helo && *s->p->helo ? s->p->helo : "localhost";
+
+	memset(&s->caps, 0, sizeof s->caps);
+	if (cmd(s, e, "EHLO %s", helo) < 0 || transact(s, ST_EHLO, e) < 0)
+		return -1;
+	if (s->reply.code == 250) {
+		parse_caps(s);
+		return 0;
+	}
+	if (s->reply.code / 100 != 5 || s->p->tls != TLS_OFF)
+		return server_fail(s, e, kind_of(s->reply.code, PERR_UNAVAILABLE),
+				   "server refused EHLO");
+	if (cmd(s, e, "HELO %s", helo) < 0 || transact(s, ST_HELO, e) < 0)
+		return -1;
+	if (s->reply.code != 250)
+		return server_fail(s, e, kind_of(s->reply.code, PERR_UNAVAILABLE),
+				   "server refused HELO");
+	return 0;
+}
+
+static int greeting(struct smtp *s, struct perr *e)
+{
+	if (read_reply(s, ST_GREETING, e) < 0)
+		return -1;
+	if (s->reply.code == 220)
+		return 0;
+	if (s->reply.code / 100 == 4)
+		return server_fail(s, e, PERR_TEMP, "server refused the connection for now");
+	if (s->reply.code / 100 == 5)
+		return server_fail(s, e, PERR_UNAVAILABLE, "server refused the connection");
+	return server_fail(s, e, PERR_PROTOCOL, "unexpected greeting");
+}
+
+static int start_tls(struct smtp *s, struct perr *e)
+{
+	conn_arm(&s->conn);
+	if (tls_start(&s->conn, &s->p->tls_opts, e) < 0) {
+		conn_close(&s->conn); /* half-done TLS: not even QUIT */
+		return -1;
+	}
+	s->tls_active = 1;
+	return 0;
+}
+
+static int starttls(struct smtp *s, struct perr *e)
+{
+	if (!(s->caps.flags & SMTP_CAP_STARTTLS))
+		return local_fail(s, e, PERR_TEMP,
+				  "server does not offer STARTTLS; refusing to send the password "
+				  "or the message in the clear; if the server uses TLS from the "
+				  "first byte set tls = implicit and port = 465");
+	if (cmd(s, e, "STARTTLS") < 0 || transact(s, ST_STARTTLS, e) < 0)
+		return -1;
+	if (s->reply.code != 220)
+		return server_fail(s, e, PERR_TEMP, "server refused STARTTLS");
+	if (conn_has_buffered_input(&s->conn)) {
+		conn_close(&s->conn);
+		return local_fail(s, e, PERR_PROTOCOL,
+				  "server sent data after its 220 reply to STARTTLS, before the "
+				  "TLS handshake (command injection?); refusing to continue");
+	}
+	if (start_tls(s, e) < 0)
+		return -1;
+	return ehlo(s, e); /* capabilities before TLS are forgotten */
+}
+
+/* ---- AUTH --------------------------------------------------------------- */
+
+static int is_loopback(const char *addr)
+{
+	return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0 ||
+	       strncmp(addr, "::ffff:127.", 11) == 0;
+}
+
+static void mech_names(unsigned mechs, char *buf, size_t cap)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < NMECHS; i++)
+		if ((mechs & mech_table[i].bit) && o + 1 < cap)
+			o += (size_t)snprintf(buf + o, cap - o, "%s%s", o ? " " : "",
+					      mech_table[i].name);
+	if (!buf[0])
+		str_copy(buf, "only mechanisms postern does not know", cap);
+}
+
+static const char *mech_name(enum auth_mech m)
+{
+	for (size_t i = 0; i < NMECHS; i++)
+		if (mech_table[i].mech == m)
+			return mech_table[i].name;
+	return "?";
+}
+
+/* The mechanism to use, or AUTH_OFF with e filled. */
+static enum auth_mech choose_mech(struct smtp *s, struct perr *e)
+{
+	unsigned offered = s->caps.mechs;
+	enum auth_mech want = s->p->auth;
+	char names[128];
+
+	mech_names(offered, names, sizeof names);
+	if (want == AUTH_AUTO) {
+		/* Password mechanisms, strongest first (SCRAM-SHA-256: TODO). */
+		if (offered & SMTP_MECH_PLAIN)
+			return AUTH_PLAIN;
+		if (offered & SMTP_MECH_LOGIN)
+			return AUTH_LOGIN;
+		local_fail(s, e, PERR_UNAVAILABLE, "server offers AUTH %s, none of which postern "
+			   "can use with a password (it knows PLAIN and LOGIN)", names);
+		return AUTH_OFF;
+	}
+	if (want == AUTH_SCRAM_SHA_256) {
+		local_fail(s, e, PERR_CONFIG, "auth = scram-sha-256 is not implemented yet; "
+			   "use auth = auto (the server offers %s)", names);
+		return AUTH_OFF;
+	}
+	for (size_t i = 0; i < NMECHS; i++)
+		if (mech_table[i].mech == want && (offered & mech_table[i].bit))
+			return want;
+	local_fail(s, e, PERR_UNAVAILABLE, "server does not offer AUTH %s; it offers %s; "
+		   "set auth to one of those or auto", mech_name(want), names);
+	return AUTH_OFF;
+}
+
+static int auth_result(struct smtp *s, struct perr *e)
+{
+	int code = s->reply.code;
+
+	if (code == 235) {
+		log_event("authenticated as %s", s->p->user ? s->p->user : "(certificate)");
+		return 0;
+	}
+	if (code / 100 == 4)
+		return server_fail(s, e, PERR_TEMP, "authentication failed temporarily");
+	if (code / 100 == 5) {
+		server_fail(s, e, PERR_AUTH, "authentication refused");
+		perr_append(e, "; check user and the password for this account");
+		return -1;
+	}
+	return server_fail(s, e, PERR_PROTOCOL, "unexpected reply to AUTH");
+}
+
+/* Base64 of raw (wiped by the caller) into a fresh buffer. */
+static char *b64_of(const unsigned char *raw, size_t n, size_t *outlen)
+{
+	char *b = xmalloc(BASE64_LEN(n) + 1);
+
+	*outlen = base64_encode(raw, n, b);
+	return b;
+}
+
+/* Send base64(raw) as "PREFIX b64" (or "=" when empty), flush, wipe every
+ * copy, read the reply. */
+static int send_payload(struct smtp *s, const char *prefix, const unsigned char *raw, size_t n,
+			const char *shown, struct perr *e)
+{
+	size_t blen;
+	char *b64 = b64_of(raw, n, &blen);
+	int rc;
+
+	rc = send_secret(s, prefix, n ? b64 : "=", shown, e);
+	wipe(b64, blen);
+	free(b64);
+	if (rc == 0)
+		rc = flush(s, ST_AUTH, e);
+	if (s->conn.wbuf)
+		wipe(s->conn.wbuf, CONN_WBUF_SIZE);
+	return rc < 0 ? -1 : read_reply(s, ST_AUTH, e);
+}
+
+/* PLAIN, XOAUTH2, OAUTHBEARER, EXTERNAL: one line with an initial
+ * response.  A 334 (the server's error details for the OAuth mechanisms)
+ * is answered with `on334` so that the final reply follows. */
+static int auth_initial(struct smtp *s, enum auth_mech m, const unsigned char *raw, size_t n,
+			const char *on334, struct perr *e)
+{
+	char prefix[32], shown[40];
+
+	snprintf(prefix, sizeof prefix, "AUTH %s ", mech_name(m));
+	snprintf(shown, sizeof shown, "AUTH %s ****", mech_name(m));
+	if (send_payload(s, prefix, raw, n, shown, e) < 0)
+		return -1;
+	if (s->reply.code == 334 && on334) {
+		if (cmd(s, e, "%s", on334) < 0 || transact(s, ST_AUTH, e) < 0)
+			return -1;
+	}
+	return auth_result(s, e);
+}
+
+static int expect_334(struct smtp *s, struct perr *e)
+{
+	if (s->reply.code == 334)
+		return 0;
+	if (s->reply.code == 235)
+		return server_fail(s, e, PERR_PROTOCOL, "unexpected reply to AUTH LOGIN");
+	auth_result(s, e); /* fills e: 4xx, 5xx or an unexpected code */
+	return -1;
+}
+
+static int auth_login(struct smtp *s, struct perr *e)
+{
+	const struct smtp_params *p = s->p;
+
+	if (cmd(s, e, "AUTH LOGIN") < 0 || transact(s, ST_AUTH, e) < 0 || expect_334(s, e) < 0)
+		return -1;
+	if (send_payload(s, "", (const unsigned char *)p->user, strlen(p->user), "****", e) < 0 ||
+	    expect_334(s, e) < 0)
+		return -1;
+	if (send_payload(s, "", (const unsigned char *)p->secret, p->secret_len, "****", e) < 0)
+		return -1;
+	return auth_result(s, e);
+}
+
+/* Build the initial response of a one-line mechanism into raw (cap). */
+static size_t auth_payload(struct smtp *s, enum auth_mech m, unsigned char *raw, size_t cap)
+{
+	const struct smtp_params *p = s->p;
+	const char *u = p->user ? p->user : "";
+	size_t ul = strlen(u), sl = p->secret_len, o = 0;
+	int n;
+
+#define PUT(src, len)                                      \
+	do {                                               \
+		if (o + (len) <= cap)                      \
+			memcpy(raw + o, (src), (len));     \
+		o += (len);                                \
+	} while (0)
+	switch (m) {
+	case AUTH_PLAIN: /* authzid NUL authcid NUL password */
+		PUT("", 1);
+		PUT(u, ul);
+		PUT("", 1);
+		PUT(p->secret, sl);
+		break;
+	case AUTH_XOAUTH2:
+		PUT("user=", 5);
+		PUT(u, ul);
+		PUT("\001auth=Bearer ", 13);
+		PUT(p->secret, sl);
+		PUT("\001\001", 2);
+		break;
+	case AUTH_OAUTHBEARER:
+		PUT("n,a=", 4);
+		PUT(u, ul);
+		n = snprintf((char *)raw + (o < cap ? o : cap), o < cap ? cap - o : 0,
+			     ",\001host=%s\001port=%u\001auth=Bearer ", p->host, p->port);
+		o += (size_t)n;
+		PUT(p->secret, sl);
+		PUT("\001\001", 2);
+		break;
+	default: /* EXTERNAL: the identity comes from the certificate */
+		break;
+	}
+#undef PUT
+	return o;
+}
+
+static int authenticate(struct smtp *s, struct perr *e)
+{
+	const struct smtp_params *p = s->p;
+	enum auth_mech m;
+	unsigned char *raw;
+	size_t cap, n;
+	int rc;
+
+	if (p->auth == AUTH_OFF || ((!p->user || !*p->user) && p->auth != AUTH_EXTERNAL))
+		return 0;
+	if (!s->tls_active && !is_loopback(s->conn.addr))
+		return local_fail(s, e, PERR_CONFIG, "refusing to send the password over an "
+				  "unencrypted connection; set tls = starttls or implicit");
+	if (!(s->caps.flags & SMTP_CAP_AUTH))
+		return local_fail(s, e, PERR_UNAVAILABLE, "server offers no AUTH; if it needs "
+				  "no login, remove user or set auth = off");
+	m = choose_mech(s, e);
+	if (m == AUTH_OFF)
+		return -1;
+	if (m != AUTH_EXTERNAL && !p->secret)
+		return local_fail(s, e, PERR_CONFIG, "no password for %s", p->user);
+	if (m == AUTH_LOGIN)
+		return auth_login(s, e);
+	cap = strlen(p->user ? p->user : "") + p->secret_len + strlen(p->host) + 64;
+	raw = xmalloc(cap);
+	n = auth_payload(s, m, raw, cap);
+	rc = auth_initial(s, m, raw, n < cap ? n : cap,
+			  m == AUTH_OAUTHBEARER ? "AQ==" : m == AUTH_XOAUTH2 ? "" : NULL, e);
+	wipe(raw, cap);
+	free(raw);
+	return rc;
+}
+
+/* ---- open --------------------------------------------------------------- */
+
+static int open_session(struct smtp *s, struct perr *e)
+{
+	const struct smtp_params *p = s->p;
+
+	if (p->tls == TLS_IMPLICIT && start_tls(s, e) < 0)
+		return -1;
+	if (greeting(s, e) < 0 || ehlo(s, e) < 0)
+		return -1;
+	if (p->tls == TLS_STARTTLS && starttls(s, e) < 0)
+		return -1;
+	return authenticate(s, e);
+}
+
+int smtp_open(struct smtp *s, const struct smtp_params *p, struct perr *e)
+{
+	memset(&s->caps, 0, sizeof s->caps);
+	s->p = p;
+	s->tls_active = 0;
+	reply_init(&s->reply);
+	conn_init(&s->conn, p->timeout_s);
+	if (conn_connect(&s->conn, p->host, p->port, e) < 0)
+		return -1;
+	if (open_session(s, e) == 0)
+		return 0;
+	/* After a refusal the server waits for QUIT (except after 421, when
+	 * it closes); I/O, TLS and protocol failures closed it already. */
+	if (s->reply.code == 421)
+		smtp_close(s);
+	else
+		smtp_quit(s);
+	return -1;
+}
+
+/* ---- one transaction ---------------------------------------------------- */
+
+static const char *utf8_addr(const struct smtp_envelope *env)
+{
+	if (addr_is_utf8(env->sender))
+		return env->sender;
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if (addr_is_utf8(env->rcpts[i]))
+			return env->rcpts[i];
+	return env->sender;
+}
+
+static int dsn_word_ok(const char *v)
+{
+	return strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz,") == strlen(v);
+}
+
+static int precheck(struct smtp *s, const struct smtp_envelope *env, struct perr *e)
+{
+	if (s->conn.fd < 0)
+		return local_fail(s, e, PERR_TEMP, "not connected");
+	if (env->smtputf8 && !(s->caps.flags & SMTP_CAP_SMTPUTF8))
+		return local_fail(s, e, PERR_DATA, "the address %s needs SMTPUTF8, which %s does "
+				  "not offer; use an ASCII address", utf8_addr(env), s->p->host);
+	if ((s->caps.flags & SMTP_CAP_SIZE) && s->caps.size_max && env->size > s->caps.size_max)
+		return local_fail(s, e, PERR_UNAVAILABLE, "the message (%llu bytes) is larger "
+				  "than the server's limit of %llu bytes", env->size,
+				  s->caps.size_max);
+	if ((env->dsn_notify && !dsn_word_ok(env->dsn_notify)) ||
+	    (env->dsn_return && !dsn_word_ok(env->dsn_return)))
+		return local_fail(s, e, PERR_USAGE, "invalid DSN option (-N or -R)");
+	if (env->dsn_envid && strlen(env->dsn_envid) > ENVID_MAX)
+		return local_fail(s, e, PERR_USAGE, "the DSN envelope id (-V) is longer than %d "
+				  "characters", ENVID_MAX);
+	return 0;
+}
+
+/* RFC 3461 xtext. */
+static void xtext(const char *in, char *out, size_t cap)
+{
+	size_t o = 0;
+
+	for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < cap; p++) {
+		if (*p > 32 && *p < 127 && *p != '+' && *p != '=')
+			out[o++] = (char)*p;
+		else
+			o += (size_t)snprintf(out + o, cap - o, "+%02X", *p);
+	}
+	out[o] = '\0';
+}
+
+static int mail_cmd(struct smtp *s, const struct smtp_envelope *env, struct perr *e)
+{
+	unsigned f = s->caps.flags;
+	char size[32] = "", ret[32] = "", envid[3 * ENVID_MAX + 16] = "", x[3 * ENVID_MAX + 1];
+
+	if ((f & SMTP_CAP_SIZE) && env->size)
+		snprintf(size, sizeof size, " SIZE=%llu", env->size);
+	if ((f & SMTP_CAP_DSN) && env->dsn_return)
+		snprintf(ret, sizeof ret, " RET=%.10s", env->dsn_return);
+	if ((f & SMTP_CAP_DSN) && env->dsn_envid) {
+		xtext(env->dsn_envid, x, sizeof x);
+		snprintf(envid, sizeof envid, " ENVID=%s", x);
+	}
+	return cmd(s, e, "MAIL FROM:<%s>%s%s%s%s%s", env->sender,
+		   env->body_8bit && (f & SMTP_CAP_8BITMIME) ? " BODY=8BITMIME" : "",
+		   env->smtputf8 ? " SMTPUTF8" : "", size, ret, envid);
+}
+
+static int rcpt_cmd(struct smtp *s, const struct smtp_envelope *env, size_t i, struct perr *e)
+{
+	if ((s->caps.flags & SMTP_CAP_DSN) && env->dsn_notify)
+		return cmd(s, e, "RCPT TO:<%s> NOTIFY=%.40s", env->rcpts[i], env->dsn_notify);
+	return cmd(s, e, "RCPT TO:<%s>", env->rcpts[i]);
+}
+
+/* Outcome of the envelope part of a transaction. */
+struct txn {
+	struct perr *e;
+	int failed;            /* e holds the first failure */
+	int data_open;         /* DATA got 354: only closing can abort now */
+	int nperm, ntemp, nother;
+	int rcode;             /* first refused recipient's reply */
+	char renh[16];
+	char refused[PERR_TEXT_MAX];
+};
+
+static int mail_reply(struct smtp *s, const struct smtp_envelope *env, struct txn *t)
+{
+	char what[ADDR_MAX + 64], who[ADDR_MAX + 4];
+
+	if (s->reply.code / 100 == 2)
+		return 0;
+	log_sanitize(who, sizeof who, env->sender, strlen(env->sender));
+	snprintf(what, sizeof what, "server %srefused the sender <%s>",
+		 s->reply.code / 100 == 4 ? "temporarily " : "", who);
+	server_fail(s, t->e, kind_of(s->reply.code, PERR_UNAVAILABLE), what);
+	t->failed = 1;
+	return -1;
+}
+
+static void rcpt_reply(struct smtp *s, const char *rcpt, struct txn *t)
+{
+	char text[RCPT_TEXT_MAX], who[ADDR_MAX + 4];
+	size_t o = strlen(t->refused);
+	int code = s->reply.code;
+
+	if (code / 100 == 2)
+		return;
+	if (code / 100 == 5)
+		t->nperm++;
+	else if (code / 100 == 4)
+		t->ntemp++;
+	else
+		t->nother++;
+	if (!t->rcode) {
+		t->rcode = code;
+		str_copy(t->renh, s->reply.enhanced, sizeof t->renh);
+	}
+	reply_oneline(&s->reply, text, sizeof text);
+	log_sanitize(who, sizeof who, rcpt, strlen(rcpt));
+	snprintf(t->refused + o, sizeof t->refused - o, "%s<%s>: %d%s%s %s", o ? "; " : "", who,
+		 code, s->reply.enhanced[0] ? " " : "", s->reply.enhanced, text);
+}
+
+static void rcpt_verdict(struct smtp *s, struct txn *t)
+{
+	enum perr_kind kind;
+	const char *what;
+
+	if (t->failed || !(t->nperm + t->ntemp + t->nother))
+		return;
+	kind = t->nperm ? PERR_NOUSER : t->nother ? PERR_PROTOCOL : PERR_TEMP;
+	what = t->nperm ? "recipient refused" : t->nother ? "unexpected reply to RCPT TO"
+							 : "recipient temporarily refused";
+	perr_smtp(t->e, kind, t->rcode, t->renh, "%s: %s: %s; nothing was sent", s->conn.peer,
+		  what, t->refused);
+	if (t->e)
+		t->e->stage = PERR_STAGE_SESSION;
+	t->failed = 1;
+}
+
+static void data_reply(struct smtp *s, struct txn *t)
+{
+	if (s->reply.code == 354) {
+		t->data_open = 1;
+		return;
+	}
+	if (!t->failed)
+		server_fail(s, t->e, kind_of(s->reply.code, PERR_UNAVAILABLE),
+			    "server refused DATA");
+	t->failed = 1;
+}
+
+/* MAIL, every RCPT and (for DATA) DATA in one write; then the replies. */
+static int envelope_pipelined(struct smtp *s, const struct smtp_envelope *env, int bdat,
+			      struct txn *t)
+{
+	struct perr *e = t->e;
+
+	if (mail_cmd(s, env, e) < 0)
+		return -1;
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if (rcpt_cmd(s, env, i, e) < 0)
+			return -1;
+	if (!bdat && cmd(s, e, "DATA") < 0)
+		return -1;
+	if (flush(s, ST_MAIL, e) < 0 || read_reply(s, ST_MAIL, e) < 0)
+		return -1;
+	mail_reply(s, env, t);
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		if (read_reply(s, ST_RCPT, e) < 0)
+			return -1;
+		if (!t->failed)
+			rcpt_reply(s, env->rcpts[i], t);
+	}
+	rcpt_verdict(s, t);
+	if (!bdat) {
+		if (read_reply(s, ST_DATA, e) < 0)
+			return -1;
+		data_reply(s, t);
+	}
+	return 0;
+}
+
+static int envelope_serial(struct smtp *s, const struct smtp_envelope *env, int bdat,
+			   struct txn *t)
+{
+	struct perr *e = t->e;
+
+	if (mail_cmd(s, env, e) < 0 || transact(s, ST_MAIL, e) < 0)
+		return -1;
+	if (mail_reply(s, env, t) < 0)
+		return 0;
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		if (rcpt_cmd(s, env, i, e) < 0 || transact(s, ST_RCPT, e) < 0)
+			return -1;
+		rcpt_reply(s, env->rcpts[i], t);
+	}
+	rcpt_verdict(s, t);
+	if (t->failed || bdat)
+		return 0;
+	if (cmd(s, e, "DATA") < 0 || transact(s, ST_DATA, e) < 0)
+		return -1;
+	data_reply(s, t);
+	return 0;
+}
+
+/* Abandon the transaction: RSET, or close when DATA is open (sending the
+ * final dot would deliver to the accepted recipients). */
+static void abandon(struct smtp *s, int data_open)
+{
+	struct perr tmp;
+
+	perr_clear(&tmp);
+	if (data_open || s->conn.fd < 0) {
+		smtp_close(s);
+		return;
+	}
+	s->conn.wlen = 0; /* commands not yet sent are dropped */
+	if (cmd(s, &tmp, "RSET") < 0 || transact(s, ST_RSET, &tmp) < 0 ||
+	    s->reply.code / 100 != 2)
+		smtp_close(s);
+}
+
+/* ---- the message -------------------------------------------------------- */
+
+struct body_io {
+	unsigned char *in, *out;   /* out: where next_chunk encodes */
+	unsigned char *slot[2];    /* pending and read-ahead chunks (BDAT) */
+	struct body b;
+	uint64_t sent;
+};
+
+/* Fill io->in from the source (several reads if it gives little at a
+ * time, so that chunks stay large) and encode it into io->out, its length
+ * in *len (which may be 0: a lone CR waits for its LF).  Returns 1, 0 at
+ * the end of the source, -1 on error. */
+static int next_chunk(struct smtp *s, smtp_source_fn src, void *ctx, struct body_io *io,
+		      size_t *len, struct perr *e)
+{
+	size_t got = 0;
+	long n = 1, m;
+
+	conn_arm(&s->conn); /* each chunk is a step: slow but moving is fine */
+	while (got < BODY_CHUNK && (n = src(ctx, io->in + got, BODY_CHUNK - got, e)) > 0) {
+		if ((size_t)n > BODY_CHUNK - got)
+			return perr_set(e, PERR_SOFTWARE, "message source returned too much");
+		got += (size_t)n;
+	}
+	if (n < 0)
+		return -1;
+	if (got == 0)
+		return 0;
+	m = body_encode(&io->b, io->in, got, io->out, e);
+	if (m < 0)
+		return -1;
+	*len = (size_t)m;
+	return 1;
+}
+
+static int final_reply(struct smtp *s, enum smtp_state st, struct perr *e)
+{
+	if (read_reply(s, st, e) < 0) {
+		perr_append(e, " (the message may or may not have been accepted)");
+		return -1;
+	}
+	if (s->reply.code / 100 == 2)
+		return 0;
+	return server_fail(s, e, kind_of(s->reply.code, PERR_UNAVAILABLE),
+			   s->reply.code / 100 == 4 ? "server temporarily refused the message"
+						    : "server refused the message");
+}
+
+static int send_data(struct smtp *s, smtp_source_fn src, void *ctx, struct body_io *io,
+		     struct perr *e)
+{
+	size_t n, k;
+	int rc;
+
+	body_init(&io->b, 1);
+	io->out = io->slot[0];
+	while ((rc = next_chunk(s, src, ctx, io, &n, e)) > 0) {
+		if (conn_write(&s->conn, io->out, n, e) < 0)
+			return io_fail(s, e, "sending the message; waiting for", ST_BODY);
+		io->sent += n;
+	}
+	if (rc < 0)
+		return -1;
+	k = body_finish(&io->b, io->out);
+	io->sent += k;
+	memcpy(io->out + k, ".\r\n", 3);
+	log_event("message sent: %llu bytes", (unsigned long long)io->sent);
+	log_wire('C', ".", 1);
+	if (conn_write(&s->conn, io->out, k + 3, e) < 0)
+		return io_fail(s, e, "sending the message; waiting for", ST_BODY);
+	if (flush(s, ST_BODY, e) < 0)
+		return -1;
+	return final_reply(s, ST_BODY, e);
+}
+
+/* Read BDAT replies until at most `keep` are outstanding; the first
+ * refusal goes to e and sets *failed. */
+static int bdat_replies(struct smtp *s, int *outstanding, int keep, int *failed, struct perr *e)
+{
+	if (*outstanding > keep && flush(s, ST_BDAT, e) < 0)
+		return -1;
+	while (*outstanding > keep) {
+		if (read_reply(s, ST_BDAT, e) < 0)
+			return -1;
+		(*outstanding)--;
+		if (s->reply.code / 100 != 2 && !*failed) {
+			*failed = 1;
+			server_fail(s, e, kind_of(s->reply.code, PERR_UNAVAILABLE),
+				    "server refused the message");
+		}
+	}
+	return 0;
+}
+
+/* BDAT: each chunk is encoded one step ahead, so that the last one goes
+ * out as "BDAT n LAST" together with the final CRLF. */
+static int send_bdat(struct smtp *s, smtp_source_fn src, void *ctx, struct body_io *io,
+		     struct perr *e)
+{
+	int window = (s->caps.flags & SMTP_CAP_PIPELINING) ? BDAT_WINDOW : 0;
+	int outstanding = 0, failed = 0, more;
+	unsigned char *pending = io->slot[0], *ahead = io->slot[1], *tmp;
+	size_t plen = 0, alen = 0;
+
+	body_init(&io->b, 0);
+	io->out = pending;
+	more = next_chunk(s, src, ctx, io, &plen, e);
+	while (more >= 0) {
+		if (more) {
+			io->out = ahead;
+			more = next_chunk(s, src, ctx, io, &alen, e);
+			if (more < 0)
+				break;
+		}
+		if (!more)
+			plen += body_finish(&io->b, pending + plen);
+		if (cmd(s, e, more ? "BDAT %zu" : "BDAT %zu LAST", plen) < 0)
+			return -1;
+		if (conn_write(&s->conn, pending, plen, e) < 0)
+			return io_fail(s, e, "sending the message; waiting for", ST_BDAT);
+		io->sent += plen;
+		outstanding++;
+		if (!more)
+			break;
+		tmp = pending;
+		pending = ahead;
+		ahead = tmp;
+		plen = alen;
+		if (bdat_replies(s, &outstanding, window, &failed, e) < 0)
+			return -1;
+		if (failed)
+			break;
+	}
+	if (more < 0)
+		return -1;
+	if (!failed)
+		log_event("message sent: %llu bytes", (unsigned long long)io->sent);
+	if (bdat_replies(s, &outstanding, failed ? 0 : 1, &failed, e) < 0)
+		return -1;
+	if (failed)
+		return -1;
+	if (flush(s, ST_BDAT, e) < 0)
+		return -1;
+	return final_reply(s, ST_BDAT, e);
+}
+
+static int send_body(struct smtp *s, int bdat, smtp_source_fn src, void *ctx, struct perr *e)
+{
+	struct body_io io;
+	int rc;
+
+	memset(&io, 0, sizeof io);
+	io.in = xmalloc(BODY_CHUNK);
+	/* Encoded chunks, each with room for body_finish and the final dot. */
+	io.slot[0] = xmalloc(SLOT_SIZE);
+	io.slot[1] = bdat ? xmalloc(SLOT_SIZE) : NULL;
+	rc = bdat ? send_bdat(s, src, ctx, &io, e) : send_data(s, src, ctx, &io, e);
+	free(io.in);
+	free(io.slot[0]);
+	free(io.slot[1]);
+	return rc;
+}
+
+int smtp_send(struct smtp *s, const struct smtp_envelope *env, smtp_source_fn src,
+	      void *src_ctx, struct perr *e)
+{
+	int bdat = (s->caps.flags & SMTP_CAP_CHUNKING) != 0;
+	struct txn t;
+	int rc;
+
+	if (precheck(s, env, e) < 0)
+		return -1;
+	memset(&t, 0, sizeof t);
+	t.e = e;
+	if (s->caps.flags & SMTP_CAP_PIPELINING)
+		rc = envelope_pipelined(s, env, bdat, &t);
+	else
+		rc = envelope_serial(s, env, bdat, &t);
+	if (rc < 0) {
+		abandon(s, 0); /* I/O failures closed it; a bad command was not sent */
+		return -1;
+	}
+	if (t.failed) {
+		abandon(s, t.data_open);
+		return -1;
+	}
+	if (send_body(s, bdat, src, src_ctx, e) < 0) {
+		/* Too late for RSET after a half-sent body: closing without
+		 * the end marker is the only way to be sure nothing goes out.
+		 * A refusal read from the server leaves the session usable. */
+		if (e && e->code && s->conn.fd >= 0 && (e->code / 100 == 4 || e->code / 100 == 5)) {
+			if (bdat)
+				abandon(s, 0);
+		} else {
+			smtp_close(s);
+		}
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- closing ------------------------------------------------------------ */
+
+void smtp_quit(struct smtp *s)
+{
+	struct perr tmp;
+	int ms = s->conn.timeout_ms < 1000 ? s->conn.timeout_ms : 1000;
+
+	if (s->conn.fd < 0)
+		return;
+	perr_clear(&tmp);
+	s->conn.wlen = 0;
+	if (cmd(s, &tmp, "QUIT") == 0) {
+		s->conn.deadline = mono_ms() + ms;
+		if (conn_flush(&s->conn, &tmp) == 0)
+			read_reply_armed(s, ST_QUIT, &tmp);
+	}
+	conn_close(&s->conn);
+}
+
+void smtp_close(struct smtp *s)
+{
+	conn_close(&s->conn);
+}

@@ -1,0 +1,393 @@
+#!/usr/bin/python3
+"""smtpd.py - the SMTP server postern's integration tests talk to.
+
+    /usr/bin/python3 smtpd.py --config CONFIG.json [--lifetime SECONDS]
+
+Binds 127.0.0.1 (or config "listen") on port 0 (or config "port"), prints
+the port on stdout as one line once it is listening, and serves until
+killed or until the lifetime (default 120 s) is over.
+
+Two modes.  "aiosmtpd" (default) is a real SMTP server built on aiosmtpd,
+with fault injection.  "raw" plays a fixed script on every connection, for
+faults aiosmtpd cannot produce (stalls before the greeting or inside a TLS
+handshake, a greeting and then a close, ...).
+
+Config keys (all optional):
+  mode            "aiosmtpd" | "raw"
+  outdir          where records go (default: a new temp dir, printed to stderr)
+  listen, port    address and port to bind ("127.0.0.1", 0)
+  tls             "plain" | "starttls" | "implicit"
+  cert, key       PEM files for TLS
+  tls_max         "1.2" to cap the server at TLS 1.2
+  require_starttls  refuse other commands before STARTTLS (default false)
+  users           {"user": "password"}: AUTH PLAIN and LOGIN against these
+  auth_mechanisms list of offered mechanisms, e.g. ["LOGIN"] (default both)
+  auth_require_tls  offer AUTH only inside TLS (default: true unless tls=plain)
+  auth_required   MAIL needs AUTH first (default: true when users are given)
+  auth_reply      reply to every AUTH command, e.g. "535 5.7.8 no"
+  ehlo_extra      keywords added to EHLO, e.g. ["PIPELINING"]
+  ehlo_remove     keywords taken out, e.g. ["8BITMIME"]
+  ehlo_reply      refuse EHLO with this reply (HELO still works)
+  dsn             offer DSN and accept RET/ENVID/NOTIFY/ORCPT (recorded in
+                  mail_options / rcpt_options)
+  smtputf8        offer SMTPUTF8 (default false)
+  size_limit      SIZE (default 64 MiB)
+  greeting        replaces "220 ..."; a str or a list of lines; a non-2xx
+                  greeting is followed by closing the connection
+  mail_reply      reply to MAIL (instead of 250)
+  rcpt_replies    {"addr@example.com": "550 5.1.1 no such user"}
+  rcpt_default    reply to every other RCPT
+  data_reply      reply after DATA's final dot (instead of 250); the
+                  message is still recorded, with this reply
+  data_drop       close the connection right after the final dot, no reply
+  data_stall      seconds to wait after the final dot before replying
+  script          (raw mode) list of steps played on each connection:
+                    ["send", "220 hello"]   send a line (CRLF added)
+                    ["recv"]                read one line (recorded)
+                    ["sleep", 30]           say nothing for a while
+                    ["close"]               close the connection
+                  after the last step the connection is read until EOF.
+
+Records in outdir:
+  commands.log    every command line received, one per line, CRLF removed;
+                  AUTH lines as "AUTH <MECH>" or "AUTH <MECH> ..." (the
+                  initial response is not written)
+  transcript.log  "<conn> C: ..." / "<conn> S: ..." / "<conn> * ..." lines
+  msg-N.json      {"mail_from", "rcpt_tos", "mail_options", "rcpt_options",
+                   "reply", "conn", "tls", "auth"} - written after msg-N.eml
+  msg-N.eml       the exact message bytes received (dot-unstuffed)
+The null sender is recorded as mail_from "".
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import sys
+import tempfile
+
+NULL_SENDER = "postern-null-sender@null.invalid"
+
+
+class Recorder:
+    """Writes the records; one per server process, single-threaded."""
+
+    def __init__(self, outdir):
+        self.outdir = outdir
+        os.makedirs(outdir, exist_ok=True)
+        self.nconn = 0
+        self.nmsg = 0
+        self.cmd = open(os.path.join(outdir, "commands.log"), "a", buffering=1,
+                        encoding="utf-8", errors="backslashreplace")
+        self.tr = open(os.path.join(outdir, "transcript.log"), "a", buffering=1,
+                       encoding="utf-8", errors="backslashreplace")
+
+    def new_conn(self, peer):
+        self.nconn += 1
+        self.event(self.nconn, "*", "connection from %s" % (peer,))
+        return self.nconn
+
+    def event(self, conn, tag, text):
+        self.tr.write("%d %s %s\n" % (conn, tag if tag == "*" else tag + ":", text))
+
+    def command(self, conn, line, pending=0):
+        text = line.rstrip(b"\r\n").decode("utf-8", "backslashreplace")
+        m = re.match(r"(?i)(AUTH)\s+(\S+)(\s+\S+)?", text)
+        if m:
+            text = "AUTH %s%s" % (m.group(2), " ..." if m.group(3) else "")
+        self.cmd.write(text + "\n")
+        self.event(conn, "C", text + ("   [+%d bytes already received]" % pending
+                                      if pending else ""))
+
+    def message(self, conn, envelope, content, reply, tls, auth):
+        self.nmsg += 1
+        base = os.path.join(self.outdir, "msg-%d" % self.nmsg)
+        with open(base + ".eml", "wb") as f:
+            f.write(content)
+        mail_from = envelope.mail_from
+        if mail_from == NULL_SENDER:
+            mail_from = ""
+        rec = {"mail_from": mail_from, "rcpt_tos": list(envelope.rcpt_tos),
+               "mail_options": list(envelope.mail_options),
+               "rcpt_options": list(envelope.rcpt_options),
+               "reply": reply, "conn": conn, "tls": tls, "auth": auth,
+               "size": len(content)}
+        tmp = base + ".json.tmp"
+        with open(tmp, "w") as f:
+            json.dump(rec, f)
+        os.rename(tmp, base + ".json")
+        self.event(conn, "*", "message %d recorded (%d bytes), reply %r" %
+                   (self.nmsg, len(content), reply))
+
+
+def tls_context(cfg):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cfg["cert"], cfg["key"])
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cfg.get("tls_max") == "1.2":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+# ---------------------------------------------------------------- aiosmtpd
+
+def run_aiosmtpd(cfg, rec, loop):
+    from aiosmtpd.smtp import SMTP, AuthResult, MISSING
+
+    tls = cfg.get("tls", "plain")
+    users = cfg.get("users") or {}
+    ctx = tls_context(cfg) if tls in ("starttls", "implicit") else None
+
+    def conn_tls(server):
+        t = server.transport
+        obj = t.get_extra_info("ssl_object") if t is not None else None
+        return obj.version() if obj is not None else None
+
+    class Handler:
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):
+            if "ehlo_reply" in cfg:
+                return [cfg["ehlo_reply"]]
+            session.host_name = hostname
+            remove = set(k.upper() for k in cfg.get("ehlo_remove", []))
+            out = []
+            for r in responses[:-1]:
+                words = r[4:].split()
+                if not words or words[0].upper() in remove:
+                    continue
+                if words[0].upper() == "AUTH" and len(words) == 1:
+                    continue  # no mechanism left to offer
+                out.append(r)
+            for kw in cfg.get("ehlo_extra", []) + (["DSN"] if cfg.get("dsn") else []):
+                out.append("250-" + kw)
+            out.append("250 HELP")
+            return out
+
+        async def handle_AUTH(self, server, session, envelope, args):
+            if "auth_reply" in cfg:
+                return cfg["auth_reply"]
+            return MISSING
+
+        async def handle_MAIL(self, server, session, envelope, address, options):
+            if "mail_reply" in cfg:
+                return cfg["mail_reply"]
+            envelope.mail_from = address
+            envelope.mail_options.extend(options)
+            return "250 2.1.0 OK"
+
+        async def handle_RCPT(self, server, session, envelope, address, options):
+            reply = cfg.get("rcpt_replies", {}).get(address, cfg.get("rcpt_default"))
+            if reply:
+                return reply
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(options)
+            return "250 2.1.5 OK"
+
+        async def handle_DATA(self, server, session, envelope):
+            reply = cfg.get("data_reply", "250 2.0.0 OK queued")
+            if cfg.get("data_drop"):
+                reply = None
+            rec.message(server.conn_id, envelope, envelope.original_content, reply,
+                        conn_tls(server), getattr(session, "postern_auth", None))
+            if cfg.get("data_stall"):
+                rec.event(server.conn_id, "*", "stalling %s s" % cfg["data_stall"])
+                await asyncio.sleep(float(cfg["data_stall"]))
+            if cfg.get("data_drop"):
+                rec.event(server.conn_id, "*", "dropping the connection")
+                server.transport.abort()
+                await asyncio.sleep(3600)
+            return reply
+
+    def authenticator(server, session, envelope, mechanism, data):
+        login = data.login.decode("utf-8", "replace")
+        password = data.password.decode("utf-8", "replace")
+        ok = login in users and users[login] == password
+        rec.event(server.conn_id, "*", "AUTH %s as %r: %s" %
+                  (mechanism, login, "accepted" if ok else "refused"))
+        if ok:
+            session.postern_auth = {"mechanism": mechanism, "login": login}
+        return AuthResult(success=ok, handled=False)
+
+    class Server(SMTP):
+        line_length_limit = 1 << 20  # long lines must reach the record
+
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.conn_id = 0
+            self._greeted = False
+
+        def connection_made(self, transport):
+            if not self.conn_id:  # called again when STARTTLS completes
+                self.conn_id = rec.new_conn(transport.get_extra_info("peername"))
+            super().connection_made(transport)
+
+        def connection_lost(self, exc):
+            rec.event(self.conn_id, "*", "connection closed")
+            super().connection_lost(exc)
+
+        def _client_connected_cb(self, reader, writer):
+            super()._client_connected_cb(reader, writer)
+            orig = reader.readuntil
+
+            async def readuntil(separator=b"\n"):
+                line = await orig(separator)
+                if separator == b"\n":  # a command line (DATA uses b"\r\n")
+                    rec.command(self.conn_id, line, len(reader._buffer))
+                return line
+            reader.readuntil = readuntil
+
+        async def push(self, status):
+            if not self._greeted:
+                self._greeted = True
+                g = cfg.get("greeting")
+                if g:
+                    lines = [g] if isinstance(g, str) else g
+                    for ln in lines:
+                        rec.event(self.conn_id, "S", ln)
+                        await super().push(ln)
+                    if not lines[-1].startswith("2"):
+                        self.transport.close()
+                    return
+            if isinstance(status, bytes):
+                status = status.decode("utf-8", "replace")
+            for ln in status.split("\r\n"):
+                rec.event(self.conn_id, "S", ln)
+            await super().push(status)
+
+        async def smtp_STARTTLS(self, arg):
+            await super().smtp_STARTTLS(arg)
+            rec.event(self.conn_id, "*", "TLS established: %s" % conn_tls(self))
+
+        def _take_params(self, arg, names):
+            """Remove the DSN parameters aiosmtpd does not know from arg."""
+            if not arg or not cfg.get("dsn"):
+                return arg, []
+            words = arg.split(" ")
+            keep = [w for w in words if w.split("=", 1)[0].upper() not in names]
+            taken = [w for w in words if w.split("=", 1)[0].upper() in names]
+            return " ".join(keep), taken
+
+        async def smtp_MAIL(self, arg):
+            # aiosmtpd refuses the null sender "<>"; stand a placeholder in.
+            if arg and re.match(r"(?i)FROM:\s*<>", arg):
+                arg = re.sub(r"(?i)^FROM:\s*<>", "FROM:<%s>" % NULL_SENDER, arg)
+            arg, dsn = self._take_params(arg, ("RET", "ENVID"))
+            await super().smtp_MAIL(arg)
+            if dsn and self.envelope.mail_from:
+                self.envelope.mail_options.extend(dsn)
+
+        async def smtp_RCPT(self, arg):
+            arg, dsn = self._take_params(arg, ("NOTIFY", "ORCPT"))
+            n = len(self.envelope.rcpt_tos)
+            await super().smtp_RCPT(arg)
+            if dsn and len(self.envelope.rcpt_tos) > n:
+                self.envelope.rcpt_options.extend(dsn)
+
+    mechs = [m.upper() for m in cfg.get("auth_mechanisms", ["PLAIN", "LOGIN"])]
+    exclude = [m for m in ("PLAIN", "LOGIN") if m not in mechs]
+    # aiosmtpd only knows TLS that came from STARTTLS: with implicit TLS
+    # every byte is encrypted already, so AUTH needs no further condition.
+    auth_require_tls = cfg.get("auth_require_tls", tls == "starttls")
+    auth_required = cfg.get("auth_required", bool(users))
+
+    def factory():
+        return Server(Handler(), hostname="test.postern.invalid", ident="postern test server",
+                      tls_context=ctx if tls == "starttls" else None,
+                      require_starttls=cfg.get("require_starttls", False),
+                      auth_require_tls=auth_require_tls, auth_required=auth_required,
+                      authenticator=authenticator if users else None,
+                      auth_exclude_mechanism=exclude if users else ["PLAIN", "LOGIN"],
+                      enable_SMTPUTF8=cfg.get("smtputf8", False),
+                      data_size_limit=cfg.get("size_limit", 64 << 20),
+                      timeout=float(cfg.get("idle_timeout", 60)),
+                      loop=loop)
+
+    return loop.create_server(factory, host=cfg.get("listen", "127.0.0.1"),
+                              port=cfg.get("port", 0),
+                              ssl=ctx if tls == "implicit" else None)
+
+
+# ---------------------------------------------------------------- raw
+
+def run_raw(cfg, rec, loop):
+    script = cfg.get("script", [])
+
+    async def serve(reader, writer):
+        conn = rec.new_conn(writer.get_extra_info("peername"))
+        try:
+            for step in script:
+                op = step[0]
+                if op == "send":
+                    rec.event(conn, "S", step[1])
+                    writer.write(step[1].encode() + b"\r\n")
+                    await writer.drain()
+                elif op == "recv":
+                    line = await reader.readline()
+                    if not line:
+                        rec.event(conn, "*", "EOF from client")
+                        return
+                    rec.command(conn, line)
+                elif op == "sleep":
+                    rec.event(conn, "*", "sleeping %s s" % step[1])
+                    await asyncio.sleep(float(step[1]))
+                elif op == "close":
+                    rec.event(conn, "*", "closing")
+                    return
+                else:
+                    raise ValueError("unknown script step %r" % (step,))
+            while True:
+                line = await reader.readline()
+                if not line:
+                    rec.event(conn, "*", "EOF from client")
+                    return
+                rec.command(conn, line)
+        except (ConnectionError, asyncio.IncompleteReadError) as e:
+            rec.event(conn, "*", "connection error: %s" % e)
+        finally:
+            writer.close()
+            rec.event(conn, "*", "connection closed")
+
+    return asyncio.start_server(serve, host=cfg.get("listen", "127.0.0.1"),
+                                port=cfg.get("port", 0))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--lifetime", type=float, default=None)
+    args = ap.parse_args()
+    with open(args.config) as f:
+        cfg = json.load(f)
+    lifetime = args.lifetime or float(cfg.get("lifetime", 120))
+    outdir = cfg.get("outdir") or tempfile.mkdtemp(prefix="postern-smtpd-")
+    rec = Recorder(outdir)
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    if cfg.get("mode", "aiosmtpd") == "raw":
+        coro = run_raw(cfg, rec, loop)
+    else:
+        coro = run_aiosmtpd(cfg, rec, loop)
+    server = loop.run_until_complete(coro)
+    port = server.sockets[0].getsockname()[1]
+    sys.stderr.write("smtpd: listening on %s port %d, records in %s, lifetime %g s\n" %
+                     (cfg.get("listen", "127.0.0.1"), port, outdir, lifetime))
+    sys.stderr.flush()
+    # The port line is the readiness signal: the socket is listening now.
+    sys.stdout.write("%d\n" % port)
+    sys.stdout.flush()
+    # A lifetime that ends the process whatever the event loop is doing.
+    signal.signal(signal.SIGALRM, lambda *_: os._exit(0))
+    signal.alarm(max(1, int(lifetime)))
+    loop.add_signal_handler(signal.SIGTERM, lambda: os._exit(0))
+    try:
+        loop.run_forever()
+    finally:
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

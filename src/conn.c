@@ -19,8 +19,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <linux/sockios.h>
+#endif
 
 #include "conn.h"
 #include "log.h"
@@ -85,11 +89,46 @@ static int poll_until(int fd, short events, int64_t deadline)
 	}
 }
 
+/* Bytes sent but not yet acknowledged by the peer, or -1 if unknown. */
+static int unsent_bytes(int fd)
+{
+#ifdef SIOCOUTQ
+	int n;
+
+	if (ioctl(fd, SIOCOUTQ, &n) == 0)
+		return n;
+#endif
+	(void)fd;
+	return -1;
+}
+
 int conn_wait(struct conn *c, int want, struct perr *e)
 {
 	short ev = want == CONN_WANT_WRITE ? POLLOUT : POLLIN;
-	int rc = poll_until(c->fd, ev, c->deadline);
+	int64_t slice = c->timeout_ms / 8 < 50 ? 50 : c->timeout_ms / 8 > 1000 ? 1000 : c->timeout_ms / 8;
+	int last = unsent_bytes(c->fd), rc, q;
 
+	for (;;) {
+		int64_t now = mono_ms();
+
+		if (now >= c->deadline) {
+			rc = 0;
+			break;
+		}
+		/* While our own bytes are still leaving (a large send buffer
+		 * drains long after the last write on a slow link), each bit
+		 * of progress starts the step again: slow is not stalled. */
+		rc = poll_until(c->fd, ev, last > 0 && now + slice < c->deadline ? now + slice
+										  : c->deadline);
+		if (rc != 0)
+			break;
+		if (last > 0) {
+			q = unsent_bytes(c->fd);
+			if (q >= 0 && q < last && mono_ms() + c->timeout_ms > c->deadline)
+				c->deadline = mono_ms() + c->timeout_ms;
+			last = q;
+		}
+	}
 	if (rc > 0)
 		return 0;
 	if (rc == 0)

@@ -42,20 +42,20 @@ enum smtp_state {
 	ST_DATA, ST_BODY, ST_BDAT, ST_RSET, ST_QUIT, ST_COUNT
 };
 
-/* What a reply in each state answers, for "while waiting for ...". */
+/* The command each state sends (or waits on), for error texts. */
 static const char *const state_names[ST_COUNT] = {
 	[ST_GREETING] = "the greeting",
-	[ST_EHLO] = "the reply to EHLO",
-	[ST_HELO] = "the reply to HELO",
-	[ST_STARTTLS] = "the reply to STARTTLS",
-	[ST_AUTH] = "the reply to AUTH",
-	[ST_MAIL] = "the reply to MAIL FROM",
-	[ST_RCPT] = "the reply to RCPT TO",
-	[ST_DATA] = "the reply to DATA",
-	[ST_BODY] = "the reply to the end of the message",
-	[ST_BDAT] = "the reply to BDAT",
-	[ST_RSET] = "the reply to RSET",
-	[ST_QUIT] = "the reply to QUIT",
+	[ST_EHLO] = "EHLO",
+	[ST_HELO] = "HELO",
+	[ST_STARTTLS] = "STARTTLS",
+	[ST_AUTH] = "AUTH",
+	[ST_MAIL] = "MAIL FROM",
+	[ST_RCPT] = "RCPT TO",
+	[ST_DATA] = "DATA",
+	[ST_BODY] = "the end of the message",
+	[ST_BDAT] = "BDAT",
+	[ST_RSET] = "RSET",
+	[ST_QUIT] = "QUIT",
 };
 
 static const struct {
@@ -75,15 +75,28 @@ static const struct {
 
 /* ---- errors ------------------------------------------------------------- */
 
+enum io_dir { IO_SEND, IO_WAIT, IO_READ };
+
 /* An I/O or protocol failure (conn's text has no peer): "host:port: TEXT
- * while ...".  The connection is closed: nothing sane can follow. */
-static int io_fail(struct smtp *s, struct perr *e, const char *doing, enum smtp_state st)
+ * while waiting for the reply to RCPT TO".  The connection is closed:
+ * nothing sane can follow. */
+static int io_fail(struct smtp *s, struct perr *e, enum io_dir dir, enum smtp_state st)
 {
-	conn_close(&s->conn); /* out of step with the server: unusable */
+	conn_close(&s->conn);
 	if (!e)
 		return -1;
 	perr_prefix(e, "%s", s->conn.peer);
-	perr_append(e, " while %s %s", doing, state_names[st]);
+	if (st == ST_COUNT)
+		perr_append(e, " while sending commands");
+	else if (st == ST_BODY && dir == IO_SEND)
+		perr_append(e, " while sending the message");
+	else if (st == ST_GREETING)
+		perr_append(e, " while %s the greeting", dir == IO_WAIT ? "waiting for" : "reading");
+	else if (dir == IO_SEND)
+		perr_append(e, " while sending %s", state_names[st]);
+	else
+		perr_append(e, " while %s the reply to %s", dir == IO_WAIT ? "waiting for" : "reading",
+			    state_names[st]);
 	e->stage = PERR_STAGE_SESSION;
 	return -1;
 }
@@ -159,7 +172,7 @@ static int cmd(struct smtp *s, struct perr *e, const char *fmt, ...)
 	}
 	log_wire('C', buf, (size_t)n);
 	memcpy(buf + n, "\r\n", 2);
-	return conn_write(&s->conn, buf, (size_t)n + 2, e) < 0 ? io_fail(s, e, "sending", ST_QUIT)
+	return conn_write(&s->conn, buf, (size_t)n + 2, e) < 0 ? io_fail(s, e, IO_SEND, ST_COUNT)
 								    : 0;
 }
 
@@ -171,7 +184,7 @@ static int send_secret(struct smtp *s, const char *prefix, const char *payload, 
 	if (conn_write(&s->conn, prefix, strlen(prefix), e) < 0 ||
 	    conn_write(&s->conn, payload, strlen(payload), e) < 0 ||
 	    conn_write(&s->conn, "\r\n", 2, e) < 0)
-		return io_fail(s, e, "sending", ST_AUTH);
+		return io_fail(s, e, IO_SEND, ST_AUTH);
 	return 0;
 }
 
@@ -179,7 +192,7 @@ static int flush(struct smtp *s, enum smtp_state st, struct perr *e)
 {
 	conn_arm(&s->conn);
 	if (conn_flush(&s->conn, e) < 0)
-		return io_fail(s, e, "sending the command for", st);
+		return io_fail(s, e, IO_SEND, st);
 	return 0;
 }
 
@@ -193,11 +206,11 @@ static int read_reply_armed(struct smtp *s, enum smtp_state st, struct perr *e)
 	reply_init(&s->reply);
 	do {
 		if (conn_read_line(&s->conn, line, sizeof line, &len, e) < 0)
-			return io_fail(s, e, "waiting for", st);
+			return io_fail(s, e, IO_WAIT, st);
 		log_wire('S', line, len);
 		rc = reply_feed(&s->reply, line, len, e);
 		if (rc < 0)
-			return io_fail(s, e, "reading", st);
+			return io_fail(s, e, IO_READ, st);
 	} while (rc == 0);
 	return 0;
 }
@@ -885,7 +898,7 @@ static int send_data(struct smtp *s, smtp_source_fn src, void *ctx, struct body_
 	io->out = io->slot[0];
 	while ((rc = next_chunk(s, src, ctx, io, &n, e)) > 0) {
 		if (conn_write(&s->conn, io->out, n, e) < 0)
-			return io_fail(s, e, "sending the message; waiting for", ST_BODY);
+			return io_fail(s, e, IO_SEND, ST_BODY);
 		io->sent += n;
 	}
 	if (rc < 0)
@@ -896,7 +909,7 @@ static int send_data(struct smtp *s, smtp_source_fn src, void *ctx, struct body_
 	log_event("message sent: %llu bytes", (unsigned long long)io->sent);
 	log_wire('C', ".", 1);
 	if (conn_write(&s->conn, io->out, k + 3, e) < 0)
-		return io_fail(s, e, "sending the message; waiting for", ST_BODY);
+		return io_fail(s, e, IO_SEND, ST_BODY);
 	if (flush(s, ST_BODY, e) < 0)
 		return -1;
 	return final_reply(s, ST_BODY, e);
@@ -946,7 +959,7 @@ static int send_bdat(struct smtp *s, smtp_source_fn src, void *ctx, struct body_
 		if (cmd(s, e, more ? "BDAT %zu" : "BDAT %zu LAST", plen) < 0)
 			return -1;
 		if (conn_write(&s->conn, pending, plen, e) < 0)
-			return io_fail(s, e, "sending the message; waiting for", ST_BDAT);
+			return io_fail(s, e, IO_SEND, ST_BODY);
 		io->sent += plen;
 		outstanding++;
 		if (!more)

@@ -21,9 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -57,6 +59,7 @@ struct tls_layer {
 
 static SSL_CTX *g_ctx;
 static char *g_ctx_key; /* the options g_ctx was made for */
+static BIO_METHOD *g_bio_method; /* the socket BIO, writing without SIGPIPE */
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -148,6 +151,46 @@ static int parse_fingerprint(const char *s, char out[2 * FP_LEN + 1], struct per
 	return 0;
 }
 
+/* ---- a socket BIO that never raises SIGPIPE ----------------------------- */
+
+/* OpenSSL's socket BIO writes with write(2): a server that has closed the
+ * connection would kill postern with SIGPIPE.  This BIO is the same but
+ * writes with send(MSG_NOSIGNAL), so the failure comes back as EPIPE. */
+static int nosig_write(BIO *b, const char *buf, int n)
+{
+	int fd = -1, r;
+
+	BIO_get_fd(b, &fd);
+	errno = 0;
+	r = (int)send(fd, buf, (size_t)n, MSG_NOSIGNAL);
+	BIO_clear_retry_flags(b);
+	if (r <= 0 && BIO_sock_should_retry(r))
+		BIO_set_retry_write(b);
+	return r;
+}
+
+static BIO *socket_bio(int fd)
+{
+	const BIO_METHOD *sock = BIO_s_socket();
+	BIO *b;
+
+	if (!g_bio_method) {
+		g_bio_method = BIO_meth_new(BIO_TYPE_SOCKET, "postern socket");
+		if (!g_bio_method)
+			return NULL;
+		BIO_meth_set_write(g_bio_method, nosig_write);
+		BIO_meth_set_read(g_bio_method, BIO_meth_get_read(sock));
+		BIO_meth_set_puts(g_bio_method, BIO_meth_get_puts(sock));
+		BIO_meth_set_ctrl(g_bio_method, BIO_meth_get_ctrl(sock));
+		BIO_meth_set_create(g_bio_method, BIO_meth_get_create(sock));
+		BIO_meth_set_destroy(g_bio_method, BIO_meth_get_destroy(sock));
+	}
+	b = BIO_new(g_bio_method);
+	if (b)
+		BIO_set_fd(b, fd, BIO_NOCLOSE);
+	return b;
+}
+
 /* ---- the context -------------------------------------------------------- */
 
 static int load_cas(SSL_CTX *ctx, const char *ca_file, struct perr *e)
@@ -205,6 +248,8 @@ static int load_client_cert(SSL_CTX *ctx, const struct tls_opts *o, struct perr 
 	return 0;
 }
 
+static void ctx_reset(void);
+
 static char *ctx_key(const struct tls_opts *o)
 {
 	const char *ca = o->ca_file ? o->ca_file : "", *cert = o->cert_file ? o->cert_file : "";
@@ -225,7 +270,7 @@ static SSL_CTX *get_ctx(const struct tls_opts *o, struct perr *e)
 		free(key);
 		return g_ctx;
 	}
-	tls_cleanup();
+	ctx_reset();
 	ctx = SSL_CTX_new(TLS_client_method());
 	if (!ctx) {
 		free(key);
@@ -245,12 +290,21 @@ static SSL_CTX *get_ctx(const struct tls_opts *o, struct perr *e)
 	return ctx;
 }
 
-void tls_cleanup(void)
+/* Forget the cached context (SSL_CTX is reference counted: connections
+ * still using it keep it alive). */
+static void ctx_reset(void)
 {
 	SSL_CTX_free(g_ctx);
 	g_ctx = NULL;
 	free(g_ctx_key);
 	g_ctx_key = NULL;
+}
+
+void tls_cleanup(void)
+{
+	ctx_reset();
+	BIO_meth_free(g_bio_method);
+	g_bio_method = NULL;
 }
 
 /* ---- verification ------------------------------------------------------- */
@@ -463,7 +517,11 @@ static ssize_t io_result(struct conn *c, struct tls_layer *l, int r, const char 
 			ERR_clear_error();
 			return 0;
 		}
-		perr_set(e, PERR_TEMP, "TLS %s failed: %s", what, ssl_reason());
+		if (ERR_GET_REASON(err) == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED)
+			perr_set(e, PERR_TEMP, "the server requires a client certificate; set "
+				 "tls_cert_file and tls_key_file");
+		else
+			perr_set(e, PERR_TEMP, "TLS %s failed: %s", what, ssl_reason());
 		ERR_clear_error();
 		return CONN_ERROR;
 	}
@@ -572,11 +630,15 @@ static int handshake(struct conn *c, struct tls_layer *l, const struct tls_opts 
 static int setup_ssl(struct conn *c, struct tls_layer *l, SSL_CTX *ctx, const struct tls_opts *o,
 		     struct perr *e)
 {
+	BIO *bio;
+
 	l->ssl = SSL_new(ctx);
-	if (!l->ssl || !SSL_set_fd(l->ssl, c->fd)) {
+	bio = l->ssl ? socket_bio(c->fd) : NULL;
+	if (!bio) {
 		perr_set(e, PERR_OS, "cannot set up TLS: %s", ssl_reason());
 		return tls_fail(e, PERR_OS);
 	}
+	SSL_set_bio(l->ssl, bio, bio);
 	SSL_set_app_data(l->ssl, l);
 	if (o->fingerprint) {
 		SSL_set_verify(l->ssl, SSL_VERIFY_NONE, NULL);

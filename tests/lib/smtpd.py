@@ -30,6 +30,7 @@ Config keys (all optional):
   ehlo_reply      refuse EHLO with this reply (HELO still works)
   dsn             offer DSN and accept RET/ENVID/NOTIFY/ORCPT (recorded in
                   mail_options / rcpt_options)
+  chunking        offer CHUNKING and take BDAT (aiosmtpd has no BDAT)
   smtputf8        offer SMTPUTF8 (default false)
   size_limit      SIZE (default 64 MiB)
   greeting        replaces "220 ..."; a str or a list of lines; a non-2xx
@@ -65,7 +66,6 @@ import json
 import os
 import re
 import signal
-import socket
 import ssl
 import sys
 import tempfile
@@ -161,7 +161,10 @@ def run_aiosmtpd(cfg, rec, loop):
                 if words[0].upper() == "AUTH" and len(words) == 1:
                     continue  # no mechanism left to offer
                 out.append(r)
-            for kw in cfg.get("ehlo_extra", []) + (["DSN"] if cfg.get("dsn") else []):
+            extra = list(cfg.get("ehlo_extra", []))
+            extra += ["DSN"] if cfg.get("dsn") else []
+            extra += ["CHUNKING"] if cfg.get("chunking") else []
+            for kw in extra:
                 out.append("250-" + kw)
             out.append("250 HELP")
             return out
@@ -278,6 +281,34 @@ def run_aiosmtpd(cfg, rec, loop):
             await super().smtp_MAIL(arg)
             if dsn and self.envelope.mail_from:
                 self.envelope.mail_options.extend(dsn)
+
+        async def smtp_BDAT(self, arg):
+            """RFC 3030 CHUNKING, which aiosmtpd lacks: "BDAT n [LAST]"
+            followed by exactly n bytes, taken as they are."""
+            if not cfg.get("chunking"):
+                return await self.push('500 Error: command "BDAT" not recognized')
+            if await self.check_helo_needed() or await self.check_auth_needed("BDAT"):
+                return
+            m = re.fullmatch(r"(\d{1,10})( +LAST)?", (arg or "").strip(), re.I)
+            if not m:
+                return await self.push("501 5.5.4 Syntax: BDAT size [LAST]")
+            size = int(m.group(1))
+            chunk = await self._reader.readexactly(size) if size else b""
+            if not self.envelope.rcpt_tos:
+                return await self.push("503 5.5.1 Error: need RCPT command")
+            buf = getattr(self.envelope, "postern_bdat", None)
+            if buf is None:
+                buf = self.envelope.postern_bdat = bytearray()
+            buf += chunk
+            rec.event(self.conn_id, "*", "BDAT chunk of %d bytes%s" %
+                      (size, ", last" if m.group(2) else ""))
+            if not m.group(2):
+                return await self.push("250 2.0.0 %d octets received" % size)
+            self.envelope.original_content = bytes(buf)
+            self.envelope.content = self.envelope.original_content
+            status = await self._call_handler_hook("DATA")
+            self._set_post_data_state()
+            await self.push(status)
 
         async def smtp_RCPT(self, arg):
             arg, dsn = self._take_params(arg, ("NOTIFY", "ORCPT"))

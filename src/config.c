@@ -1151,6 +1151,21 @@ int config_load_file(struct config *cfg, const char *path, struct perr *e)
 	return load_named(cfg, path, "check the path", e);
 }
 
+int config_load_buffer(struct config *cfg, const char *name, const char *buf, size_t len,
+		       struct perr *e)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	if (len > CFG_FILE_MAX)
+		return perr_set(e, PERR_CONFIG, "%s: larger than 1 MB; give the path of a "
+				"configuration file", name);
+	if (parse_buffer(cfg, name, buf, len, 0600, e) < 0) {
+		config_free(cfg);
+		return -1;
+	}
+	cfg->path = xstrdup(name);
+	return 0;
+}
+
 /* The lookup list after -C and $SMTPRC; returns how many. */
 static int candidates(char paths[3][CFG_PATH_MAX])
 {

@@ -80,6 +80,13 @@ int config_load(struct config *cfg, const char *explicit_path, struct perr *e);
 /* Parse a configuration from a file path (no lookup). */
 int config_load_file(struct config *cfg, const char *path, struct perr *e);
 
+/* Parse a configuration held in memory (buf[0..len), need not be
+ * NUL-terminated); name is the file name used in messages and in
+ * cfg->path.  No permission check (the bytes have no mode).  For the
+ * fuzzer and tests. */
+int config_load_buffer(struct config *cfg, const char *name, const char *buf, size_t len,
+		       struct perr *e);
+
 /* Choose the account: name if given (unknown: PERR_CONFIG listing the
  * accounts), else the account whose `from` glob matches sender (may be
  * NULL), else [defaults] account, else the only account; else

@@ -236,7 +236,7 @@ static int kw_is(const char *p, size_t n, const char *kw)
 	return strlen(kw) == n && strncasecmp(p, kw, n) == 0;
 }
 
-static void parse_mechs(struct smtp *s, const char *p)
+static void parse_mechs(struct smtp_caps *caps, const char *p)
 {
 	while (*p) {
 		size_t n;
@@ -246,12 +246,20 @@ static void parse_mechs(struct smtp *s, const char *p)
 		n = strcspn(p, " ");
 		for (size_t i = 0; i < NMECHS && n; i++)
 			if (kw_is(p, n, mech_table[i].name))
-				s->caps.mechs |= mech_table[i].bit;
+				caps->mechs |= mech_table[i].bit;
 		p += n;
 	}
 }
 
-static void parse_caps(struct smtp *s)
+const char *smtp_mech_name(unsigned bit)
+{
+	for (size_t i = 0; i < NMECHS; i++)
+		if (mech_table[i].bit == bit)
+			return mech_table[i].name;
+	return NULL;
+}
+
+void smtp_parse_ehlo(const struct reply *r, struct smtp_caps *caps)
 {
 	static const struct {
 		const char *kw;
@@ -264,8 +272,8 @@ static void parse_caps(struct smtp *s)
 	};
 	char line[REPLY_LINE_MAX];
 
-	memset(&s->caps, 0, sizeof s->caps);
-	for (unsigned i = 1; reply_line(&s->reply, i, line, sizeof line) >= 0; i++) {
+	memset(caps, 0, sizeof *caps);
+	for (unsigned i = 1; reply_line(r, i, line, sizeof line) >= 0; i++) {
 		char *p = line;
 		size_t n;
 
@@ -274,15 +282,20 @@ static void parse_caps(struct smtp *s)
 		n = strcspn(p, " =");
 		for (size_t k = 0; k < sizeof simple / sizeof simple[0]; k++)
 			if (kw_is(p, n, simple[k].kw))
-				s->caps.flags |= simple[k].bit;
+				caps->flags |= simple[k].bit;
 		if (kw_is(p, n, "SIZE")) {
-			s->caps.flags |= SMTP_CAP_SIZE;
-			s->caps.size_max = strtoull(p + n, NULL, 10);
+			caps->flags |= SMTP_CAP_SIZE;
+			caps->size_max = strtoull(p + n, NULL, 10);
 		} else if (kw_is(p, n, "AUTH")) {
-			s->caps.flags |= SMTP_CAP_AUTH;
-			parse_mechs(s, p + n + (p[n] ? 1 : 0));
+			caps->flags |= SMTP_CAP_AUTH;
+			parse_mechs(caps, p + n + (p[n] ? 1 : 0));
 		}
 	}
+}
+
+static void parse_caps(struct smtp *s)
+{
+	smtp_parse_ehlo(&s->reply, &s->caps);
 }
 
 static int ehlo(struct smtp *s, struct perr *e)
@@ -424,9 +437,8 @@ static int auth_result(struct smtp *s, struct perr *e)
 	if (code / 100 == 4)
 		return server_fail(s, e, PERR_TEMP, "authentication failed temporarily");
 	if (code / 100 == 5) {
-		server_fail(s, e, PERR_AUTH, "authentication refused");
-		perr_append(e, "; check user and the password for this account");
-		return -1;
+		/* submit.c (advise) and probe.c append the fix. */
+		return server_fail(s, e, PERR_AUTH, "authentication refused");
 	}
 	return server_fail(s, e, PERR_PROTOCOL, "unexpected reply to AUTH");
 }

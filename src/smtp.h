@@ -76,6 +76,13 @@ struct smtp {
 	struct reply reply;          /* the last reply read */
 };
 
+/* Parse the capabilities of a 250 reply to EHLO (lines after the first)
+ * into caps (cleared first).  Also used by --probe. */
+void smtp_parse_ehlo(const struct reply *r, struct smtp_caps *caps);
+
+/* The name of one SMTP_MECH_* bit ("PLAIN"), or NULL. */
+const char *smtp_mech_name(unsigned bit);
+
 /* Connect and prepare; see the header comment for the error kinds.
  * Connection failures carry stage PERR_STAGE_CONNECT. */
 int smtp_open(struct smtp *s, const struct smtp_params *p, struct perr *e);

@@ -31,22 +31,39 @@ const char *submit_helo_name(const struct account *a)
 	return name;
 }
 
-/* Append the fix a person needs for this failure, when we know one. */
+/* A 5xx to MAIL FROM, or after DATA naming the sender: the provider does
+ * not let this account send as this address. */
+static int sender_refused(const struct perr *e)
+{
+	if (e->code < 550 || e->code > 554 || e->kind == PERR_NOUSER)
+		return 0;
+	return strstr(e->text, "MAIL FROM") || strcasestr(e->text, "sender") ||
+	       strcasestr(e->text, "from address") || strcasestr(e->text, "not owned") ||
+	       strcasestr(e->text, "send as") || strcasestr(e->text, "send mail as");
+}
+
+/* Append the fix a person needs for this failure, when we know one.
+ * Each text names the setting to change in ~/.smtprc. */
 static void advise(struct perr *e, const struct account *a, unsigned port)
 {
 	if (e->stage == PERR_STAGE_CONNECT && strstr(e->text, "timed out")) {
-		perr_append(e, "; the network may block port %u: try port = %s, or run postern --probe",
+		perr_append(e, "; the network may block port %u; try %s, or run postern --probe",
 			    port, port == 465 ? "587 or 2525" : port == 2525 ? "587 or 465" : "465 or 2525");
 	} else if (e->stage == PERR_STAGE_CONNECT && strstr(e->text, "refused")) {
 		perr_append(e, "; nothing listens on port %u of %s: check host and port in %s, or run postern --probe",
 			    port, a->host, "~/.smtprc");
-	} else if (e->kind == PERR_AUTH) {
-		perr_append(e, "; check user and password for account %s (Gmail and Outlook need an app "
-			       "password or OAuth2: auth = xoauth2)", a->name);
-	} else if (e->code == 530 && strstr(e->text, "STARTTLS")) {
+	} else if (e->kind == PERR_TEMP && e->code == 0 && strstr(e->text, "timed out") &&
+		   strstr(e->text, "greeting") && config_port_tls(a, port) != TLS_IMPLICIT) {
+		perr_append(e, "; a server that waits silently may expect TLS from the first byte: "
+			       "set tls = implicit (usual on port 465), or run postern --probe");
+	} else if (e->code == 530 && strcasestr(e->text, "STARTTLS")) {
 		perr_append(e, "; set tls = starttls");
-	} else if (e->code >= 550 && e->code <= 554 && (strstr(e->text, "sender") || strstr(e->text, "From"))) {
-		perr_append(e, "; the provider may refuse this From address: set from = or from_header = force");
+	} else if (e->kind == PERR_AUTH) {
+		perr_append(e, "; check the password for account %s; Gmail and Outlook need an "
+			       "app password or OAuth2 (auth = xoauth2)", a->name);
+	} else if (sender_refused(e)) {
+		perr_append(e, "; the provider refuses this From address; set from = or "
+			       "from_header = force");
 	}
 }
 

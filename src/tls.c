@@ -694,3 +694,82 @@ const char *tls_describe(const struct conn *c)
 
 	return c->ops == &tls_ops && l ? l->desc : "";
 }
+
+/* ---- probe mode (--probe) ----------------------------------------------- */
+
+/* A certificate name (subject or issuer) as one sanitised RFC 2253 line. */
+static void name_line(X509_NAME *n, char *buf, size_t cap)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *p = NULL;
+	long len;
+
+	buf[0] = '\0';
+	if (!b)
+		return;
+	if (X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253) >= 0) {
+		len = BIO_get_mem_data(b, &p);
+		if (p && len > 0)
+			log_sanitize(buf, cap, p, (size_t)len);
+	}
+	BIO_free(b);
+}
+
+static void probe_cert(struct tls_layer *l, const struct tls_opts *o, struct tls_peer_info *in)
+{
+	X509 *cert = SSL_get0_peer_certificate(l->ssl);
+	int days = 0, secs = 0, m;
+	char fp[2 * FP_LEN + 1];
+
+	if (!cert)
+		return;
+	name_line(X509_get_subject_name(cert), in->subject, sizeof in->subject);
+	name_line(X509_get_issuer_name(cert), in->issuer, sizeof in->issuer);
+	cert_names(cert, in->names, sizeof in->names);
+	asn1_date(X509_get0_notAfter(cert), in->not_after, sizeof in->not_after);
+	if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(cert)))
+		in->days_left = days - (days <= 0 && secs < 0 ? 1 : 0);
+	if (is_ip_literal(o->host))
+		m = X509_check_ip_asc(cert, o->host, 0);
+	else
+		m = X509_check_host(cert, o->host, 0, 0, NULL);
+	in->host_match = m == 1;
+	if (leaf_fingerprint(l->ssl, fp) == 0)
+		snprintf(in->fingerprint, sizeof in->fingerprint, "sha256:%s", fp);
+}
+
+int tls_start_probe(struct conn *c, const struct tls_opts *o, struct tls_peer_info *info,
+		    struct perr *e)
+{
+	struct tls_layer *l;
+	struct perr verr;
+	SSL_CTX *ctx;
+
+	memset(info, 0, sizeof *info);
+	if (c->fd < 0) {
+		perr_set(e, PERR_TEMP, "not connected");
+		return tls_fail(e, PERR_TEMP);
+	}
+	ctx = get_ctx(o, e);
+	if (!ctx)
+		return -1;
+	l = xcalloc(1, sizeof *l);
+	if (setup_ssl(c, l, ctx, o, e) < 0 || handshake(c, l, o, e) < 0) {
+		SSL_free(l->ssl);
+		free(l);
+		return -1;
+	}
+	snprintf(l->desc, sizeof l->desc, "%s %s", SSL_get_version(l->ssl),
+		 SSL_get_cipher_name(l->ssl));
+	str_copy(info->version, SSL_get_version(l->ssl), sizeof info->version);
+	str_copy(info->cipher, SSL_get_cipher_name(l->ssl), sizeof info->cipher);
+	probe_cert(l, o, info);
+	perr_clear(&verr);
+	info->verified = check_peer(c, l, o, &verr) == 0;
+	if (!info->verified)
+		str_copy(info->verify_error, verr.text, sizeof info->verify_error);
+	ERR_clear_error();
+	c->ops = &tls_ops;
+	c->layer = l;
+	return 0;
+}

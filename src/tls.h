@@ -31,6 +31,29 @@ int tls_start(struct conn *c, const struct tls_opts *o, struct perr *e);
  * "" when the conn is not TLS. */
 const char *tls_describe(const struct conn *c);
 
+/* What tls_start_probe saw (for --probe).  Every text is sanitised. */
+struct tls_peer_info {
+	char version[16];        /* "TLSv1.3" */
+	char cipher[64];         /* "TLS_AES_256_GCM_SHA384" */
+	char subject[256];       /* "CN=smtp.example.com" (RFC 2253 order) */
+	char issuer[256];
+	char names[512];         /* DNS and IP subjectAltNames, else the CN */
+	char not_after[16];      /* YYYY-MM-DD */
+	long days_left;          /* negative once expired */
+	int host_match;          /* 1: the certificate is for o->host */
+	int verified;            /* 1: tls_start would accept this server */
+	char verify_error[PERR_TEXT_MAX]; /* why not (tls_start's line), else "" */
+	char fingerprint[72];    /* "sha256:" and 64 hex digits */
+};
+
+/* Probe mode: the same handshake as tls_start, but verification problems
+ * are recorded in info (verified = 0, verify_error) instead of refusing,
+ * and the TLS ops are installed either way, so the caller can look at the
+ * server's capabilities.  Callers must not send secrets when !verified.
+ * Returns -1 (e filled as by tls_start) only when no TLS session exists. */
+int tls_start_probe(struct conn *c, const struct tls_opts *o, struct tls_peer_info *info,
+		    struct perr *e);
+
 /* Free process-wide TLS state (for leak checkers). */
 void tls_cleanup(void);
 

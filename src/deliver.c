@@ -230,6 +230,17 @@ static void hold_account(struct queue *q, const struct account *a, const struct 
 	       "configuration changes, or you run postern -q", a->name, why->text);
 }
 
+/* The message could be neither delivered nor queued: the spool's error
+ * (74 or 75) decides the exit, the line says both, the message stays the
+ * caller's. */
+static void unqueued(struct perr *e, const struct perr *qerr, const struct perr *why)
+{
+	*e = *qerr;
+	perr_prefix(e, "the message was not queued");
+	if (why)
+		perr_append(e, "; it was not delivered either: %s", why->text);
+}
+
 /* Spool the caller's message after why (NULL for -odq). */
 static int queue_new(struct queue *q, const struct account *a, const struct message *m,
 		     const struct smtp_envelope *env, const struct perr *why,
@@ -251,9 +262,7 @@ static int queue_new(struct queue *q, const struct account *a, const struct mess
 	struct perr qerr = { 0 };
 
 	if (queue_add(q, &qe, m, &qerr) < 0) {
-		*e = qerr;
-		if (why)
-			perr_append(e, " (after: %s)", why->text);
+		unqueued(e, &qerr, why);
 		return -1;
 	}
 	res->outcome = DELIVER_QUEUED;
@@ -307,9 +316,10 @@ static int keep(struct send_state *st, const struct account *a, const struct mes
 		struct deliver_result *res, struct perr *e)
 {
 	if (!st->q_open) {
-		if (open_queue(&st->q, e) < 0) {
-			if (why)
-				perr_append(e, " (after: %s)", why->text);
+		struct perr qerr = { 0 };
+
+		if (open_queue(&st->q, &qerr) < 0) {
+			unqueued(e, &qerr, why);
 			return -1;
 		}
 		st->q_open = 1;

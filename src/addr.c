@@ -370,7 +370,9 @@ static long delimited(struct lexer *lx, const char *p, char open, char close, co
 			return lex_fail(lx, "%s not closed with '%c'", what, close);
 		if ((f = fws_len(p + i)) > 0) {
 			i += f;
-		} else if (c == '\\' && p[i + 1] && (unsigned char)p[i + 1] >= 0x20) {
+		} else if (c == '\\' && (unsigned char)p[i + 1] >= 0x20 && p[i + 1] != 0x7f) {
+			/* quoted-pair: a backslash and a visible character or a
+			 * space (never DEL or a control character) */
 			i += 2;
 		} else if (c < 0x20 || c == 0x7f || c == '\\') {
 			char_name(name, sizeof name, c);

@@ -63,6 +63,10 @@ long base64_decode(const char *in, size_t n, unsigned char *out, size_t cap)
 		}
 		if (a < 0 || b < 0 || c < 0 || d < 0 || o + k > cap)
 			return -1;
+		/* strict: the bits padding leaves over must be zero ("QR==" is
+		 * not another spelling of "QQ==") */
+		if ((k == 1 && (b & 15)) || (k == 2 && (c & 3)))
+			return -1;
 		out[o++] = (unsigned char)(a << 2 | b >> 4);
 		if (k > 1)
 			out[o++] = (unsigned char)((b & 15) << 4 | c >> 2);

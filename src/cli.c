@@ -426,6 +426,8 @@ static enum cli_mode mode_of_name(const char *progname)
 
 int cli_parse(struct cli *c, int argc, char **argv, struct perr *e)
 {
+	/* only the pointer is kept here; *c is cleared below before any use */
+	/* cppcheck-suppress ctuuninitvar */
 	struct state st = { c, NULL };
 	int i, r, dashes = 0;
 

@@ -2,6 +2,7 @@
  * the queue back to the server.  See deliver.h. */
 #include "autoconf.h"
 
+#include <fnmatch.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -32,6 +33,36 @@ static void notify(void (*notice)(const char *), const char *fmt, ...)
 	vsnprintf(line, sizeof line, fmt, ap);
 	va_end(ap);
 	notice(line);
+}
+
+/* ---- the log ---------------------------------------------------------------- */
+
+/* One log line for a message's outcome (SPEC section 7); a log that cannot
+ * be written is a warning, never a change of outcome. */
+static void log_outcome(const struct account *a, const struct smtp_envelope *env,
+			const struct submit_job *j, const char *status, const char *result,
+			const char *msgid, const char *queue_id, int64_t t0,
+			void (*notice)(const char *))
+{
+	struct perr le = { 0 };
+	struct log_record lr = {
+		.account = a->name,
+		.host = a->host,
+		.port = j ? j->port : 0,
+		.tls = j ? j->tls : NULL,
+		.sender = env->sender,
+		.rcpts = env->rcpts,
+		.nrcpts = env->nrcpts,
+		.size = env->size ? (long long)env->size : -1,
+		.status = status,
+		.result = result,
+		.msgid = msgid,
+		.queue_id = queue_id,
+		.duration_ms = t0 ? (long)(mono_ms() - t0) : -1,
+	};
+
+	if (log_record_write(a->log, &lr, &le) < 0)
+		notify(notice, "warning: %s", le.text);
 }
 
 /* ---- recipients ------------------------------------------------------------ */
@@ -109,20 +140,23 @@ static int collect_rcpts(struct rcpts *r, const struct deliver_req *req, const s
 }
 
 /* The envelope sender: -f; else the account's from (unless a glob); else
- * the user when it is an address; else LOGIN@HOST. */
+ * the user when it is an address; else LOGIN@HOST.  A -f without a
+ * domain (cronie's `-f USER`) is a local name, as Postfix reads it: the
+ * account's address stands in for it (or NAME@HOST). */
 static const char *envelope_sender(const struct deliver_req *req, const struct account *a,
 				   char *buf, size_t cap)
 {
 	struct passwd *pw;
 
-	if (req->from)
+	if (req->from && (!req->from[0] || strchr(req->from, '@')))
 		return req->from;
 	if (a->from && !strpbrk(a->from, "*?["))
 		return a->from;
 	if (a->user && strchr(a->user, '@'))
 		return a->user;
-	pw = getpwuid(getuid());
-	snprintf(buf, cap, "%s@%s", pw ? pw->pw_name : "nobody", submit_helo_name(a));
+	pw = req->from ? NULL : getpwuid(getuid());
+	snprintf(buf, cap, "%s@%s", req->from ? req->from : pw ? pw->pw_name : "nobody",
+		 submit_helo_name(a));
 	return buf;
 }
 
@@ -191,29 +225,32 @@ static void job_for_item(struct submit_job *j, struct smtp_envelope *env, struct
 
 /* Record the outcome of a queued message's attempt. */
 static void settle_item(struct queue *q, const struct account *a, struct queue_item *it,
-			const struct submit_job *j, void (*notice)(const char *))
+			const struct submit_job *j, int64_t t0, void (*notice)(const char *))
 {
 	struct perr e = { 0 };
-	const char *id = it->env.id;
+	const char *id = it->env.id, *status;
 
 	if (j->done) {
+		status = "sent";
 		if (queue_done(q, it, &e) < 0)
 			notify(notice, "%s: delivered, but removing it from the queue failed: %s", id,
 			       e.text);
-		return;
-	}
-	if (j->err.kind == PERR_TEMP || j->err.kind == PERR_AUTH) {
+	} else if (j->err.kind == PERR_TEMP || j->err.kind == PERR_AUTH) {
 		int rc = queue_retry(q, it, j->err.text, time(NULL), a->queue_lifetime, &e);
+
+		status = rc == 1 ? "expired" : j->err.kind == PERR_AUTH ? "held" : "deferred";
 		if (rc == 1)
 			notify(notice, "%s: gave up after queue_lifetime; moved to failed: %s", id,
 			       j->err.text);
 		else if (rc < 0)
 			notify(notice, "%s: %s", id, e.text);
-		return;
+	} else {
+		status = "failed";
+		if (queue_fail(q, it, j->err.text, &e) < 0)
+			notify(notice, "%s: %s", id, e.text);
+		notify(notice, "%s: refused permanently, moved to failed: %s", id, j->err.text);
 	}
-	if (queue_fail(q, it, j->err.text, &e) < 0)
-		notify(notice, "%s: %s", id, e.text);
-	notify(notice, "%s: refused permanently, moved to failed: %s", id, j->err.text);
+	log_outcome(a, j->env, j, status, j->done ? j->reply : j->err.text, NULL, id, t0, notice);
 }
 
 /* Hold the account after refused credentials. */
@@ -226,6 +263,9 @@ static void hold_account(struct queue *q, const struct account *a, const struct 
 	hold_stamp(a, s, stamp);
 	if (queue_hold(q, a->name, why->text, stamp, &e) < 0)
 		notify(notice, "%s", e.text);
+	if (log_event_line(a->log, LOGL_ERR, &e, "account=%s status=held (%s)", a->name,
+			   why->text) < 0)
+		notify(notice, "warning: %s", e.text);
 	notify(notice, "account %s is held: %s; queued mail waits until its password or "
 	       "configuration changes, or you run postern -q", a->name, why->text);
 }
@@ -284,6 +324,7 @@ struct send_state {
 	size_t nitems;
 	struct submit_job *jobs;
 	struct smtp_envelope *envs;
+	int64_t t0;                   /* when the attempt began; 0: none */
 };
 
 static void send_state_free(struct send_state *st)
@@ -349,9 +390,10 @@ static int attempt(struct send_state *st, const struct account *a, const struct 
 					   .rewind = message_source_rewind };
 	for (size_t i = 1; i < n; i++)
 		job_for_item(&st->jobs[i], &st->envs[i], &st->items[i - 1]);
+	st->t0 = mono_ms();
 	submit_batch(a, &st->s, st->jobs, n, e);
 	for (size_t i = 1; i < n; i++)
-		settle_item(&st->q, a, &st->items[i - 1], &st->jobs[i], req->notice);
+		settle_item(&st->q, a, &st->items[i - 1], &st->jobs[i], st->t0, req->notice);
 	if (st->jobs[0].done)
 		return 0;
 	*e = st->jobs[0].err;
@@ -365,7 +407,8 @@ int deliver_message(const struct config *cfg, const struct deliver_req *req, str
 	const struct account *a;
 	const char *sender;
 	char sender_buf[512], stamp[65];
-	char *held = NULL;
+	char *held = NULL, msgid[256];
+	struct smtp_envelope env = { 0 };
 	int rc = -1;
 
 	memset(res, 0, sizeof *res);
@@ -373,6 +416,13 @@ int deliver_message(const struct config *cfg, const struct deliver_req *req, str
 	if (!a)
 		return -1;
 	sender = envelope_sender(req, a, sender_buf, sizeof sender_buf);
+	/* -t, no -f, and the From matches the account's from glob: that From
+	 * is the sender the provider expects. */
+	if (!req->from && req->extract && m->from_addr && a->from && strpbrk(a->from, "*?[") &&
+	    fnmatch(a->from, m->from_addr, FNM_CASEFOLD) == 0) {
+		str_copy(sender_buf, m->from_addr, sizeof sender_buf);  /* prepare frees it */
+		sender = sender_buf;
+	}
 	if (sender[0] && addr_check(sender, 0, e) < 0) {
 		perr_prefix(e, "envelope sender");
 		return -1;
@@ -392,7 +442,7 @@ int deliver_message(const struct config *cfg, const struct deliver_req *req, str
 	};
 	if (message_prepare(m, &mo, e) < 0)
 		goto out;
-	struct smtp_envelope env = {
+	env = (struct smtp_envelope){
 		.sender = sender,
 		.rcpts = st.r.v,
 		.nrcpts = st.r.n,
@@ -443,6 +493,17 @@ int deliver_message(const struct config *cfg, const struct deliver_req *req, str
 		rc = keep(&st, a, m, &env, &why, res, e);
 	}
 out:
+	if (env.sender) {
+		const struct submit_job *j = st.jobs ? &st.jobs[0] : NULL;
+		int queued = rc == 0 && res->outcome == DELIVER_QUEUED;
+
+		if (message_header(m, "Message-ID", msgid, sizeof msgid) < 0)
+			msgid[0] = '\0';
+		log_outcome(a, &env, j, rc < 0 ? "failed" : queued ? "queued" : "sent",
+			    rc < 0 ? e->text : queued ? res->reason : j ? j->reply : NULL,
+			    msgid[0] ? msgid : NULL, queued ? res->queue_id : NULL, st.t0,
+			    req->notice);
+	}
 	send_state_free(&st);
 	return rc;
 }
@@ -484,9 +545,10 @@ static int flush_account(const struct config *cfg, struct queue *q, struct queue
 	envs = xcalloc(n, sizeof *envs);
 	for (size_t i = 0; i < n; i++)
 		job_for_item(&jobs[i], &envs[i], &items[i]);
+	int64_t t0 = mono_ms();
 	submit_batch(a, &s, jobs, n, e);
 	for (size_t i = 0; i < n; i++) {
-		settle_item(q, a, &items[i], &jobs[i], notice);
+		settle_item(q, a, &items[i], &jobs[i], t0, notice);
 		if (!jobs[i].done) {
 			*e = jobs[i].err;
 			failed++;

@@ -19,6 +19,9 @@ void perr_clear(struct perr *e)
 }
 
 static void vset(struct perr *e, enum perr_kind kind, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
+static void vset(struct perr *e, enum perr_kind kind, const char *fmt, va_list ap)
 {
 	e->kind = kind;
 	vsnprintf(e->text, sizeof e->text, fmt, ap);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -14,7 +16,9 @@
 #include "deliver.h"
 #include "log.h"
 #include "message.h"
+#include "probe.h"
 #include "secret.h"
+#include "smtpstdio.h"
 #include "tls.h"
 #include "util.h"
 
@@ -124,6 +128,26 @@ static int do_list(void)
 	return deliver_list_queue(stdout, &e) < 0 ? fail(&e) : EX_OK;
 }
 
+static int do_probe(const struct cli *c)
+{
+	struct config cfg = { 0 };
+	struct perr e = { 0 };
+	const struct account *a;
+	int rc;
+
+	if (config_load(&cfg, c->config_file, &e) < 0)
+		return fail(&e);
+	a = config_choose(&cfg, c->account, c->from, &e);
+	if (!a) {
+		config_free(&cfg);
+		return fail(&e);
+	}
+	rc = probe_run(&cfg, a, c->json, stdout, &e);
+	config_free(&cfg);
+	tls_cleanup();
+	return rc < 0 ? fail(&e) : EX_OK;
+}
+
 static int do_check(const struct cli *c)
 {
 	struct config cfg = { 0 };
@@ -156,17 +180,26 @@ static int read_secret_line(char *buf, size_t cap, struct perr *e)
 		quiet.c_lflag &= ~(tcflag_t)ECHO;
 		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
 	}
-	char *got = fgets(buf, (int)cap, stdin);
+	/* read(2), not stdio: no copy of the secret stays in a FILE buffer. */
+	ssize_t got = 0;
+	for (n = 0; n + 1 < cap; n++) {
+		got = read(STDIN_FILENO, buf + n, 1);
+		if (got <= 0 || buf[n] == '\n')
+			break;
+	}
 	if (tty) {
 		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
 		fputc('\n', stderr);
 	}
-	if (!got)
-		return perr_set(e, PERR_USAGE, "no password given on standard input");
-	n = strcspn(buf, "\r\n");
+	if (n + 1 >= cap)
+		return perr_set(e, PERR_USAGE, "the password is longer than %zu bytes; nothing stored",
+				cap - 2);
 	buf[n] = '\0';
+	if (n > 0 && buf[n - 1] == '\r')
+		buf[--n] = '\0';
 	if (n == 0)
-		return perr_set(e, PERR_USAGE, "the password is empty; nothing stored");
+		return perr_set(e, PERR_USAGE, got < 0 ? "cannot read the password from standard input"
+						    : "no password given on standard input; nothing stored");
 	return 0;
 }
 
@@ -198,6 +231,12 @@ int main(int argc, char **argv)
 	struct perr e = { 0 };
 	int rc;
 
+	/* Secrets pass through this process: no core file may keep them, and
+	 * no other process of the user may read its memory. */
+	struct rlimit nocore = { 0, 0 };
+	setrlimit(RLIMIT_CORE, &nocore);
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
 	if (cli_parse(&c, argc, argv, &e) < 0)
 		return fail(&e);
 	log_set_verbose(c.verbose);
@@ -221,11 +260,11 @@ int main(int argc, char **argv)
 	case CLI_SET_PASSWORD:
 		return do_set_password(&c);
 	case CLI_PROBE:
-		perr_set(&e, PERR_SOFTWARE, "--probe is not available in this version yet");
-		return fail(&e);
+		return do_probe(&c);
 	case CLI_SMTP_STDIO:
-		perr_set(&e, PERR_USAGE, "-bs is not available in this version yet; give recipients or use -t");
-		return fail(&e);
+		rc = smtpstdio_main(&c, notice, &e);
+		tls_cleanup();
+		return rc < 0 ? fail(&e) : EX_OK;
 	case CLI_SEND:
 		break;
 	}

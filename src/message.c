@@ -249,6 +249,8 @@ static int to_body(struct rd *r, struct perr *e)
 
 	r->st = RS_BODY;
 	r->h.len = r->line_start;
+	if (n == 0)
+		return 0; /* r->h.p may still be NULL */
 	return body_write(r, r->h.p + r->line_start, n, e);
 }
 

@@ -436,7 +436,13 @@ static int read_small(int dirfd, const char *path, size_t max, char **data, size
 
 	if (fd < 0)
 		return -1;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
+	if (fstat(fd, &st) < 0) {
+		err = errno;
+		close(fd);
+		errno = err;
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
 		err = S_ISREG(st.st_mode) ? EFBIG : EINVAL;
 		close(fd);
 		errno = err;

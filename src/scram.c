@@ -72,7 +72,7 @@ int scram_start(struct scram *sc, const char *user, const char *nonce, char *out
 {
 	char name[3 * SCRAM_USER_MAX + 1];
 	unsigned char raw[NONCE_RAW];
-	size_t nlen;
+	size_t nlen = 0;
 	int n;
 
 	memset(sc, 0, sizeof *sc);

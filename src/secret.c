@@ -24,6 +24,10 @@
 #include "util.h"
 
 #define DEFAULT_TIMEOUT_S 30
+/* The longest a keyring lookup may take before it is given up as
+ * unreachable (a stopped or wedged daemon would otherwise hold us for
+ * D-Bus's 25 s default per call); the account's timeout when shorter. */
+#define KEYRING_TIMEOUT_S 5
 
 int secret_needed(const struct account *a)
 {
@@ -273,9 +277,56 @@ static enum keyring_state item_secret(SecretItem *item, struct secret *s)
 	return KEYRING_FOUND;
 }
 
+/* A thread that cancels the lookup when its deadline passes. */
+struct watchdog {
+	GMutex lock;
+	GCond cond;
+	int done;
+	gint64 until; /* g_get_monotonic_time() units */
+	GCancellable *cancel;
+	GThread *thread;
+};
+
+static gpointer watchdog_run(gpointer data)
+{
+	struct watchdog *w = data;
+
+	g_mutex_lock(&w->lock);
+	while (!w->done)
+		if (!g_cond_wait_until(&w->cond, &w->lock, w->until)) {
+			g_cancellable_cancel(w->cancel);
+			break;
+		}
+	g_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+static void watchdog_start(struct watchdog *w, int seconds)
+{
+	g_mutex_init(&w->lock);
+	g_cond_init(&w->cond);
+	w->done = 0;
+	w->until = g_get_monotonic_time() + (gint64)seconds * G_TIME_SPAN_SECOND;
+	w->cancel = g_cancellable_new();
+	w->thread = g_thread_new("postern-keyring", watchdog_run, w);
+}
+
+static void watchdog_stop(struct watchdog *w)
+{
+	g_mutex_lock(&w->lock);
+	w->done = 1;
+	g_cond_signal(&w->cond);
+	g_mutex_unlock(&w->lock);
+	g_thread_join(w->thread);
+	g_object_unref(w->cancel);
+	g_cond_clear(&w->cond);
+	g_mutex_clear(&w->lock);
+}
+
 /* Search without unlocking: a locked keyring would prompt, and a prompt
- * nobody sees would hang a cron job. */
-static enum keyring_state keyring_lookup(const struct account *a, struct secret *s)
+ * nobody sees would hang a cron job.  Bounded by KEYRING_TIMEOUT_S. */
+static enum keyring_state keyring_search(const struct account *a, struct secret *s,
+					 GCancellable *cancel)
 {
 	enum keyring_state st = KEYRING_MISSING;
 	SecretService *svc;
@@ -283,9 +334,7 @@ static enum keyring_state keyring_lookup(const struct account *a, struct secret 
 	GError *err = NULL;
 	GList *items;
 
-	if (!session_bus())
-		return KEYRING_NO_SESSION;
-	svc = secret_service_get_sync(SECRET_SERVICE_OPEN_SESSION, NULL, &err);
+	svc = secret_service_get_sync(SECRET_SERVICE_OPEN_SESSION, cancel, &err);
 	if (!svc) {
 		g_clear_error(&err);
 		return KEYRING_ERROR;
@@ -293,7 +342,7 @@ static enum keyring_state keyring_lookup(const struct account *a, struct secret 
 	attrs = secret_attributes_build(&postern_schema, "host", a->host, "service", "smtp", "user",
 					a->user, NULL);
 	items = secret_service_search_sync(svc, &postern_schema, attrs, SECRET_SEARCH_LOAD_SECRETS,
-					   NULL, &err);
+					   cancel, &err);
 	if (err)
 		st = KEYRING_ERROR;
 	else if (items)
@@ -302,6 +351,20 @@ static enum keyring_state keyring_lookup(const struct account *a, struct secret 
 	g_list_free_full(items, g_object_unref);
 	g_hash_table_unref(attrs);
 	g_object_unref(svc);
+	return st;
+}
+
+static enum keyring_state keyring_lookup(const struct account *a, struct secret *s)
+{
+	int t = a->timeout > 0 && a->timeout < KEYRING_TIMEOUT_S ? a->timeout : KEYRING_TIMEOUT_S;
+	struct watchdog w;
+	enum keyring_state st;
+
+	if (!session_bus())
+		return KEYRING_NO_SESSION;
+	watchdog_start(&w, t);
+	st = keyring_search(a, s, w.cancel);
+	watchdog_stop(&w);
 	return st;
 }
 #endif
@@ -322,13 +385,15 @@ static int none_found(const struct account *a, enum keyring_state ks, struct per
 				a->name);
 #ifdef HAVE_LIBSECRET
 	return perr_set(e, PERR_CONFIG,
-			"account %s has user = %s but no secret: run postern --set-password=%s "
-			"to store it in the keyring, or set password_command",
+			"account %s has user = %s but no secret in password_command, the keyring "
+			"or password: run postern --set-password=%s to store it in the keyring, "
+			"or set password_command (or password, in a file only you can read)",
 			a->name, a->user ? a->user : "", a->name);
 #else
 	return perr_set(e, PERR_CONFIG,
 			"account %s has user = %s but no secret, and postern was built without "
-			"keyring support: set password_command (or password)",
+			"keyring support: set password_command, or password in a file only you "
+			"can read",
 			a->name, a->user ? a->user : "");
 #endif
 }

@@ -19,6 +19,7 @@
 #include "base64.h"
 #include "body.h"
 #include "log.h"
+#include "scram.h"
 #include "smtp.h"
 #include "util.h"
 
@@ -404,18 +405,18 @@ static enum auth_mech choose_mech(struct smtp *s, struct perr *e)
 
 	mech_names(offered, names, sizeof names);
 	if (want == AUTH_AUTO) {
-		/* Password mechanisms, strongest first (SCRAM-SHA-256: TODO). */
+		/* Password mechanisms, strongest first; never OAuth2 or
+		 * EXTERNAL, which need a token or a certificate. */
+		if (offered & SMTP_MECH_SCRAM_SHA_256)
+			return AUTH_SCRAM_SHA_256;
 		if (offered & SMTP_MECH_PLAIN)
 			return AUTH_PLAIN;
 		if (offered & SMTP_MECH_LOGIN)
 			return AUTH_LOGIN;
 		local_fail(s, e, PERR_UNAVAILABLE, "server offers AUTH %s, none of which postern "
-			   "can use with a password (it knows PLAIN and LOGIN)", names);
-		return AUTH_OFF;
-	}
-	if (want == AUTH_SCRAM_SHA_256) {
-		local_fail(s, e, PERR_CONFIG, "auth = scram-sha-256 is not implemented yet; "
-			   "use auth = auto (the server offers %s)", names);
+			   "can use with a password (it knows SCRAM-SHA-256, PLAIN and LOGIN); "
+			   "for a token or a certificate set auth = xoauth2, oauthbearer or "
+			   "external", names);
 		return AUTH_OFF;
 	}
 	for (size_t i = 0; i < NMECHS; i++)
@@ -453,9 +454,9 @@ static char *b64_of(const unsigned char *raw, size_t n, size_t *outlen)
 }
 
 /* Send base64(raw) as "PREFIX b64" (or "=" when empty), flush, wipe every
- * copy, read the reply. */
-static int send_payload(struct smtp *s, const char *prefix, const unsigned char *raw, size_t n,
-			const char *shown, struct perr *e)
+ * copy. */
+static int put_payload(struct smtp *s, const char *prefix, const unsigned char *raw, size_t n,
+		       const char *shown, struct perr *e)
 {
 	size_t blen;
 	char *b64 = b64_of(raw, n, &blen);
@@ -468,26 +469,62 @@ static int send_payload(struct smtp *s, const char *prefix, const unsigned char 
 		rc = flush(s, ST_AUTH, e);
 	if (s->conn.wbuf)
 		wipe(s->conn.wbuf, CONN_WBUF_SIZE);
-	return rc < 0 ? -1 : read_reply(s, ST_AUTH, e);
+	return rc;
+}
+
+/* put_payload, then read the reply. */
+static int send_payload(struct smtp *s, const char *prefix, const unsigned char *raw, size_t n,
+			const char *shown, struct perr *e)
+{
+	if (put_payload(s, prefix, raw, n, shown, e) < 0)
+		return -1;
+	return read_reply(s, ST_AUTH, e);
+}
+
+/* Decode the base64 text of a 334 challenge into out (cap bytes);
+ * returns its length, or -1 when it is not base64. */
+static long challenge(const struct smtp *s, unsigned char *out, size_t cap)
+{
+	return base64_decode(s->reply.text, strcspn(s->reply.text, " \n"), out, cap);
+}
+
+/* The error details of an OAuth2 334 challenge (base64 JSON such as
+ * {"status":"401","schemes":"bearer"}), decoded and sanitised for the
+ * error line; the raw text when it is not base64. */
+static void oauth_reason(const struct smtp *s, char *out, size_t cap)
+{
+	unsigned char raw[REPLY_TEXT_MAX];
+	long n = challenge(s, raw, sizeof raw);
+
+	if (n > 0)
+		log_sanitize(out, cap, (const char *)raw, (size_t)n);
+	else
+		log_sanitize(out, cap, s->reply.text, strlen(s->reply.text));
 }
 
 /* PLAIN, XOAUTH2, OAUTHBEARER, EXTERNAL: one line with an initial
- * response.  A 334 (the server's error details for the OAuth mechanisms)
- * is answered with `on334` so that the final reply follows. */
+ * response.  A 334 (the server's error details for the OAuth mechanisms,
+ * RFC 7628 3.2.2) is answered with `on334` so that the final reply
+ * follows; the details go into the error line. */
 static int auth_initial(struct smtp *s, enum auth_mech m, const unsigned char *raw, size_t n,
 			const char *on334, struct perr *e)
 {
-	char prefix[32], shown[40];
+	char prefix[32], shown[40], why[256];
 
 	snprintf(prefix, sizeof prefix, "AUTH %s ", mech_name(m));
 	snprintf(shown, sizeof shown, "AUTH %s ****", mech_name(m));
 	if (send_payload(s, prefix, raw, n, shown, e) < 0)
 		return -1;
-	if (s->reply.code == 334 && on334) {
-		if (cmd(s, e, "%s", on334) < 0 || transact(s, ST_AUTH, e) < 0)
-			return -1;
-	}
-	return auth_result(s, e);
+	if (s->reply.code != 334 || !on334)
+		return auth_result(s, e);
+	oauth_reason(s, why, sizeof why);
+	if (cmd(s, e, "%s", on334) < 0 || transact(s, ST_AUTH, e) < 0)
+		return -1;
+	if (auth_result(s, e) == 0)
+		return 0;
+	perr_append(e, "; the server says the OAuth2 token was refused: %s; password_command "
+		    "must print a valid, unexpired access token", why);
+	return -1;
 }
 
 static int expect_334(struct smtp *s, struct perr *e)
@@ -495,7 +532,8 @@ static int expect_334(struct smtp *s, struct perr *e)
 	if (s->reply.code == 334)
 		return 0;
 	if (s->reply.code == 235)
-		return server_fail(s, e, PERR_PROTOCOL, "unexpected reply to AUTH LOGIN");
+		return server_fail(s, e, PERR_PROTOCOL, "server accepted AUTH before the "
+				   "exchange was complete");
 	auth_result(s, e); /* fills e: 4xx, 5xx or an unexpected code */
 	return -1;
 }
@@ -512,6 +550,117 @@ static int auth_login(struct smtp *s, struct perr *e)
 	if (send_payload(s, "", (const unsigned char *)p->secret, p->secret_len, "****", e) < 0)
 		return -1;
 	return auth_result(s, e);
+}
+
+/* ---- SCRAM-SHA-256 (the messages themselves are scram.c's) ---- */
+
+/* Read an AUTH reply, showing a 334 payload as "334 ****": the server's
+ * signature, like the client proof, would let a reader of the transcript
+ * test password guesses offline. */
+static int read_masked(struct smtp *s, struct perr *e)
+{
+	char line[REPLY_LINE_MAX];
+	size_t len;
+	int rc;
+
+	conn_arm(&s->conn);
+	reply_init(&s->reply);
+	do {
+		if (conn_read_line(&s->conn, line, sizeof line, &len, e) < 0)
+			return io_fail(s, e, IO_WAIT, ST_AUTH);
+		if (len > 4 && strncmp(line, "334", 3) == 0)
+			log_wire('S', "334 ****", 8);
+		else
+			log_wire('S', line, len);
+		rc = reply_feed(&s->reply, line, len, e);
+		if (rc < 0)
+			return io_fail(s, e, IO_READ, ST_AUTH);
+	} while (rc == 0);
+	wipe(line, sizeof line);
+	return 0;
+}
+
+/* e holds a local SCRAM failure: name the peer and, when the server
+ * waits for our next message, cancel the exchange with "*" (RFC 4954). */
+static int scram_fail(struct smtp *s, int cancel, struct perr *e)
+{
+	struct perr tmp;
+
+	perr_prefix(e, "%s", s->conn.peer);
+	if (e)
+		e->stage = PERR_STAGE_SESSION;
+	perr_clear(&tmp);
+	if (cancel && s->conn.fd >= 0 && cmd(s, &tmp, "*") == 0)
+		transact(s, ST_AUTH, &tmp);
+	return -1;
+}
+
+/* After the client-final message: 334 with v= (checked, then answered
+ * with an empty line for the final 235), or 235 carrying v=, or a
+ * refusal.  A 235 without a signature is refused: SCRAM's point is that
+ * the server proves it knows the password too. */
+static int scram_outcome(struct smtp *s, struct scram *sc, struct perr *e)
+{
+	unsigned char in[SCRAM_MSG_MAX];
+	int code = s->reply.code, rc;
+	long len;
+
+	if (code != 334 && code != 235)
+		return auth_result(s, e);
+	len = challenge(s, in, sizeof in);
+	if (len <= 0 && code == 235) {
+		perr_set(e, PERR_AUTH, "server accepted SCRAM-SHA-256 without its signature; "
+			 "the server may not be the one you think");
+		return scram_fail(s, 0, e);
+	}
+	if (len <= 0) {
+		perr_set(e, PERR_PROTOCOL, "SCRAM server-final message is not base64");
+		return scram_fail(s, 1, e);
+	}
+	rc = scram_verify(sc, (const char *)in, (size_t)len, e);
+	wipe(in, sizeof in);
+	if (rc < 0)
+		return scram_fail(s, code == 334, e);
+	if (code == 334 && (cmd(s, e, "%s", "") < 0 || transact(s, ST_AUTH, e) < 0))
+		return -1;
+	return auth_result(s, e);
+}
+
+static int auth_scram(struct smtp *s, struct perr *e)
+{
+	const struct smtp_params *p = s->p;
+	unsigned char in[SCRAM_MSG_MAX];
+	char out[SCRAM_OUT_MAX];
+	struct scram sc;
+	size_t n;
+	long len;
+	int rc = -1;
+
+	if (scram_start(&sc, p->user, NULL, out, sizeof out, &n, e) < 0)
+		return scram_fail(s, 0, e);
+	if (send_payload(s, "AUTH SCRAM-SHA-256 ", (const unsigned char *)out, n,
+			 "AUTH SCRAM-SHA-256 ****", e) < 0 || expect_334(s, e) < 0)
+		goto out;
+	len = challenge(s, in, sizeof in);
+	if (len <= 0) {
+		perr_set(e, PERR_PROTOCOL, "SCRAM server-first message is not base64");
+		scram_fail(s, 1, e);
+		goto out;
+	}
+	if (scram_final(&sc, p->secret, p->secret_len, (const char *)in, (size_t)len, out,
+			sizeof out, &n, e) < 0) {
+		scram_fail(s, 1, e);
+		goto out;
+	}
+	if (put_payload(s, "", (const unsigned char *)out, n, "****", e) < 0 ||
+	    read_masked(s, e) < 0)
+		goto out;
+	rc = scram_outcome(s, &sc, e);
+out:
+	scram_clear(&sc);
+	wipe(out, sizeof out);
+	wipe(in, sizeof in);
+	return rc;
 }
 
 /* Build the initial response of a one-line mechanism into raw (cap). */
@@ -581,6 +730,8 @@ static int authenticate(struct smtp *s, struct perr *e)
 		return local_fail(s, e, PERR_CONFIG, "no password for %s", p->user);
 	if (m == AUTH_LOGIN)
 		return auth_login(s, e);
+	if (m == AUTH_SCRAM_SHA_256)
+		return auth_scram(s, e);
 	cap = strlen(p->user ? p->user : "") + p->secret_len + strlen(p->host) + 64;
 	raw = xmalloc(cap);
 	n = auth_payload(s, m, raw, cap);
@@ -690,6 +841,8 @@ static int mail_cmd(struct smtp *s, const struct smtp_envelope *env, struct perr
 		xtext(env->dsn_envid, x, sizeof x);
 		snprintf(envid, sizeof envid, " ENVID=%s", x);
 	}
+	if (!(f & SMTP_CAP_DSN) && (env->dsn_notify || env->dsn_return || env->dsn_envid))
+		log_event("%s does not offer DSN: -N, -R and -V are ignored", s->p->host);
 	return cmd(s, e, "MAIL FROM:<%s>%s%s%s%s%s", env->sender,
 		   env->body_8bit && (f & SMTP_CAP_8BITMIME) ? " BODY=8BITMIME" : "",
 		   env->smtputf8 ? " SMTPUTF8" : "", size, ret, envid);

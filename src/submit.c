@@ -58,7 +58,8 @@ static void advise(struct perr *e, const struct account *a, unsigned port)
 			       "set tls = implicit (usual on port 465), or run postern --probe");
 	} else if (e->code == 530 && strcasestr(e->text, "STARTTLS")) {
 		perr_append(e, "; set tls = starttls");
-	} else if (e->kind == PERR_AUTH) {
+	} else if (e->kind == PERR_AUTH && !strstr(e->text, "server signature") &&
+		   !strstr(e->text, "OAuth2 token")) {
 		perr_append(e, "; check the password for account %s; Gmail and Outlook need an "
 			       "app password or OAuth2 (auth = xoauth2)", a->name);
 	} else if (sender_refused(e)) {
@@ -82,7 +83,8 @@ static void fill_params(struct smtp_params *p, const struct account *a, const st
 	p->tls_opts.min_version = a->tls_min_version;
 	p->helo = submit_helo_name(a);
 	p->timeout_s = a->timeout;
-	p->auth = secret_needed(a) ? a->auth : AUTH_OFF;
+	/* EXTERNAL needs no secret: the client certificate is the credential. */
+	p->auth = secret_needed(a) || a->auth == AUTH_EXTERNAL ? a->auth : AUTH_OFF;
 	p->user = a->user;
 	p->secret = s ? s->value : NULL;
 	p->secret_len = s ? s->len : 0;
@@ -124,8 +126,10 @@ int submit_batch(const struct account *a, const struct secret *s, struct submit_
 	size_t i;
 
 	if (open_session(&session, &p, a, s, e) < 0) {
-		for (i = 0; i < njobs; i++)
+		for (i = 0; i < njobs; i++) {
 			jobs[i].err = *e;
+			jobs[i].port = p.port;
+		}
 		return -1;
 	}
 	for (i = 0; i < njobs; i++) {
@@ -135,13 +139,23 @@ int submit_batch(const struct account *a, const struct secret *s, struct submit_
 		if (j->rewind)
 			j->rewind(j->src_ctx);
 		j->done = smtp_send(&session, j->env, j->src, j->src_ctx, &j->err) == 0;
-		if (j->done)
+		j->port = p.port;
+		str_copy(j->tls, tls_describe(&session.conn), sizeof j->tls);
+		if (j->done) {
+			char text[400];
+
+			reply_oneline(&session.reply, text, sizeof text);
+			snprintf(j->reply, sizeof j->reply, "%d%s%s %s", session.reply.code,
+				 session.reply.enhanced[0] ? " " : "", session.reply.enhanced, text);
 			continue;
+		}
 		advise(&j->err, a, p.port);
 		if (session_broken(&session, &j->err)) {
 			*e = j->err;
-			for (i++; i < njobs; i++)
+			for (i++; i < njobs; i++) {
 				jobs[i].err = *e;
+				jobs[i].port = p.port;
+			}
 			/* After a timeout or a broken stream, QUIT would only wait. */
 			smtp_close(&session);
 			return -1;

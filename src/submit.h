@@ -21,6 +21,10 @@ struct submit_job {
 	void (*rewind)(void *src_ctx);   /* called before the bytes are read */
 	int done;                        /* 1 delivered */
 	struct perr err;                 /* when not done */
+	/* For the log line: */
+	unsigned port;                   /* port of the session; 0: none */
+	char tls[96];                    /* tls_describe(), "" for plaintext */
+	char reply[512];                 /* the server's final reply when done */
 };
 
 /* Open one session to the account's server (ports tried in order on

@@ -10,6 +10,7 @@ so nothing beyond Debian's python3 is needed.  One CA per test run:
     ca.expired    (cert, key)  same names, validity ended in 2020
     ca.wronghost  (cert, key)  SAN DNS:mail.example.org only
     ca.selfsigned (cert, key)  localhost, not issued by the CA
+    ca.client_cert(cn)         (cert, key) of a client certificate, made on demand
     fingerprint(cert_path)     "sha256:<64 lowercase hex>" of the DER
 
 Run as a script (`ca.py DIR`) it makes the CA in DIR and prints the paths
@@ -65,6 +66,12 @@ basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
 subjectAltName = DNS:mail.example.org
+authorityKeyIdentifier = keyid
+
+[ leaf_client ]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
 authorityKeyIdentifier = keyid
 
 [ self_localhost ]
@@ -124,6 +131,17 @@ class CA:
         """A certificate signed by the CA; dates are openssl ca options."""
         self._csr(name, cn)
         return self._sign(name, cn, ext, dates or ["-days", "3"])
+
+    def client_cert(self, cn="postern-client"):
+        """(cert, key) of a client certificate (extendedKeyUsage clientAuth)
+        issued by the CA for AUTH EXTERNAL; made on first use."""
+        cache = getattr(self, "_clients", None)
+        if cache is None:
+            cache = self._clients = {}
+        if cn not in cache:
+            name = "client-%d" % len(cache)
+            cache[cn] = self.issue(name, cn, ext="leaf_client")
+        return cache[cn]
 
     def self_signed(self, name, cn):
         _openssl(["req", "-x509", "-config", self.cnf] + _KEYOPTS +

@@ -24,7 +24,8 @@ lifetime.  postern always runs under a subprocess timeout.
 Environment: POSTERN (the binary), TESTS_SRCDIR, TESTS_BUILDDIR;
 POSTERN_TEST_KEEP=1 keeps the temp dirs of failed tests;
 POSTERN_TEST_VERBOSE=1 shows every postern run, passing tests too;
-POSTERN_TEST_ONLY=TEXT runs only the tests whose name contains TEXT.
+POSTERN_TEST_ONLY=TEXT runs only the tests whose name contains TEXT;
+POSTERN_WRAPPER=COMMAND runs postern under COMMAND (e.g. valgrind).
 """
 
 import atexit
@@ -54,6 +55,12 @@ SMTPD = os.path.join(LIB, "smtpd.py")
 USER = "joe"
 PASSWORD = "correct-horse-42-battery"
 SENDER = "sender@example.com"
+
+# POSTERN_WRAPPER="valgrind --error-exitcode=99 ..." runs every postern
+# under that command (not the rss runs); time limits grow by
+# WRAPPER_SLOWDOWN, and Suite.sanitized is true.
+WRAPPER = shlex.split(os.environ.get("POSTERN_WRAPPER", ""))
+WRAPPER_SLOWDOWN = 10
 
 _all_servers = []
 
@@ -382,6 +389,21 @@ class Case:
                     e[k] = v
         return e
 
+    def _wrapped(self, argv0, args):
+        """argv and executable to run postern under POSTERN_WRAPPER; the
+        wrapper (valgrind) gives postern its path as argv[0], so an argv0
+        is a symbolic link of that name."""
+        prog = self.suite.postern
+        if argv0 and os.path.basename(argv0) != os.path.basename(prog):
+            linkdir = os.path.join(self.dir, "argv0")
+            os.makedirs(linkdir, exist_ok=True)
+            link = os.path.join(linkdir, os.path.basename(argv0))
+            if not os.path.lexists(link):
+                os.symlink(prog, link)
+            prog = link
+        exe = shutil.which(WRAPPER[0]) or WRAPPER[0]
+        return WRAPPER + [prog] + list(args), exe
+
     def postern(self, args, stdin=b"", env=None, timeout=30, argv0=None, rss=False):
         """Run postern; returns a Result.  Never waits more than timeout.
         With rss, postern runs under a small wrapper that records its peak
@@ -395,6 +417,9 @@ class Case:
             rssfile = os.path.join(self.dir, "rss")
             argv = [PY, "-c", _RSS_WRAPPER, rssfile, exe] + argv
             exe = PY
+        elif WRAPPER:
+            argv, exe = self._wrapped(argv0, args)
+            timeout *= WRAPPER_SLOWDOWN
         t0 = time.monotonic()
         p = subprocess.Popen(argv, executable=exe, stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -478,6 +503,8 @@ class Case:
         return msgs[0]
 
     def elapsed_under(self, r, limit):
+        if WRAPPER:
+            limit *= WRAPPER_SLOWDOWN
         if r.secs >= limit:
             raise Fail("postern took %.2f s, want < %g s" % (r.secs, limit))
 
@@ -524,7 +551,10 @@ class Suite:
     @property
     def sanitized(self):
         """True when postern was built with AddressSanitizer (whose
-        quarantine makes memory use grow with the work done)."""
+        quarantine makes memory use grow with the work done), or runs
+        under POSTERN_WRAPPER (valgrind)."""
+        if WRAPPER:
+            return True
         try:
             with open(self.postern, "rb") as f:
                 return b"__asan_init" in f.read()

@@ -21,7 +21,22 @@ Config keys (all optional):
   tls_max         "1.2" to cap the server at TLS 1.2
   require_starttls  refuse other commands before STARTTLS (default false)
   users           {"user": "password"}: AUTH PLAIN and LOGIN against these
-  auth_mechanisms list of offered mechanisms, e.g. ["LOGIN"] (default both)
+  auth_mechanisms list of offered mechanisms, e.g. ["LOGIN"] (default
+                  PLAIN and LOGIN); also SCRAM-SHA-256, XOAUTH2,
+                  OAUTHBEARER, EXTERNAL (see below)
+  scram_iterations  SCRAM-SHA-256 iteration count sent (default 4096); the
+                  server side is real SCRAM against the "users" passwords
+  scram_bad_signature  send a wrong server signature (v=)
+  scram_final     "334" (default: v= in a 334 challenge, then 235) or
+                  "235" (v= as the text of the 235 reply)
+  oauth_token     the access token XOAUTH2 and OAUTHBEARER accept; any
+                  other token gets the RFC 7628 334 error challenge (base64
+                  JSON, "oauth_error" or a default), then 535 after the
+                  client's answer (recorded as "* OAUTH error challenge
+                  answered with b'...'")
+  client_ca       PEM CA file: the TLS server requests a client
+                  certificate issued by it (optional); AUTH EXTERNAL
+                  accepts a client that presented one
   auth_require_tls  offer AUTH only inside TLS (default: true unless tls=plain)
   auth_required   MAIL needs AUTH first (default: true when users are given)
   auth_reply      reply to every AUTH command, e.g. "535 5.7.8 no"
@@ -47,7 +62,29 @@ Config keys (all optional):
                     ["recv"]                read one line (recorded)
                     ["sleep", 30]           say nothing for a while
                     ["close"]               close the connection
+                    ["sendraw", "bytes"]    send the string as it is (each
+                                            char U+0000..U+00FF is one
+                                            byte; no CRLF added), one write
+                    ["repeat", N, "250-x"]  send the line (CRLF added) N
+                                            times, N = -1: until the client
+                                            goes away or the lifetime ends
+                    ["stream", N, "x"]      send N bytes repeating the
+                                            pattern (no line end)
+                    ["trickle", "text", s]  send text one byte every s
+                                            seconds (no CRLF added)
+                    ["recv_until", "."]     read lines until one equals the
+                                            text (the lines read are
+                                            counted, not recorded)
+                    ["recvraw"]             read everything until EOF (at
+                                            most 4 MiB) into raw-<conn>.bin
+                    ["tls"]                 start TLS as the server (cert,
+                                            key), e.g. after "220" to
+                                            STARTTLS
+                    ["abort"]               drop the connection at once,
+                                            inside TLS without close_notify
                   after the last step the connection is read until EOF.
+                  With tls = "implicit" the raw server speaks TLS from the
+                  first byte.
 
 Records in outdir:
   commands.log    every command line received, one per line, CRLF removed;
@@ -130,7 +167,171 @@ def tls_context(cfg):
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if cfg.get("tls_max") == "1.2":
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    if cfg.get("client_ca"):
+        ctx.load_verify_locations(cfg["client_ca"])
+        ctx.verify_mode = ssl.CERT_OPTIONAL
     return ctx
+
+
+# ---------------------------------------------------------------- AUTH
+# Mechanisms aiosmtpd does not have, as auth_* methods of the handler
+# (aiosmtpd maps auth_SCRAM__SHA__256 to "SCRAM-SHA-256").
+
+EXTRA_MECHS = ("SCRAM-SHA-256", "XOAUTH2", "OAUTHBEARER", "EXTERNAL")
+DEFAULT_OAUTH_ERROR = {"status": "401", "schemes": "bearer",
+                       "scope": "https://mail.example.com/"}
+
+
+def _scram_keys(password, salt, iters):
+    import hashlib
+    import hmac
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iters)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    return stored, server_key
+
+
+def _scram_unescape(name):
+    if re.search(r"=(?!2C|3D)", name):
+        return None
+    return name.replace("=2C", ",").replace("=3D", "=")
+
+
+def make_auth_mixin(cfg, rec):
+    """A handler base class with the extra mechanisms, configured by cfg."""
+    import base64
+    import hashlib
+    import hmac
+    from aiosmtpd.smtp import AuthResult, MISSING
+
+    users = cfg.get("users") or {}
+    token = cfg.get("oauth_token")
+
+    def ok(server, session, mech, login):
+        rec.event(server.conn_id, "*", "AUTH %s as %r: accepted" % (mech, login))
+        session.postern_auth = {"mechanism": mech, "login": login}
+        return AuthResult(success=True, auth_data=None)
+
+    def refused(server, mech, login, why):
+        rec.event(server.conn_id, "*", "AUTH %s as %r: refused (%s)" % (mech, login, why))
+        return AuthResult(success=False, handled=False,
+                          message="535 5.7.8 Authentication credentials invalid")
+
+    async def initial(server, args):
+        """The initial response (or the answer to an empty 334), decoded;
+        None when the exchange already ended."""
+        if len(args) < 2:
+            data = await server.challenge_auth("")
+            return None if data is MISSING else data
+        if args[1] == "=":
+            return b""
+        try:
+            return base64.b64decode(args[1], validate=True)
+        except Exception:
+            await server.push("501 5.5.2 Can't decode base64")
+            return None
+
+    async def oauth_refuse(server, mech, login, got):
+        err = json.dumps(cfg.get("oauth_error", DEFAULT_OAUTH_ERROR))
+        rec.event(server.conn_id, "*", "AUTH %s as %r: bad token %r, sending the error "
+                  "challenge" % (mech, login, got[:12]))
+        answer = await server.challenge_auth(err)
+        rec.event(server.conn_id, "*", "OAUTH error challenge answered with %r" %
+                  (answer if answer is not MISSING else "MISSING",))
+        if answer is MISSING:  # "*" or bad base64: aiosmtpd replied already
+            return AuthResult(success=False, handled=True)
+        return refused(server, mech, login, "bad token")
+
+    class AuthMixin:
+        async def auth_SCRAM__SHA__256(self, server, args):
+            session = server.session
+            first = await initial(server, args)
+            if first is None:
+                return AuthResult(success=False, handled=True)
+            m = re.fullmatch(rb"n,,(n=([^,]*),r=([!-+--~]+))", first)
+            if not m:
+                await server.push("501 5.5.2 malformed SCRAM client-first message")
+                return AuthResult(success=False, handled=True)
+            bare = m.group(1).decode()
+            login = _scram_unescape(m.group(2).decode())
+            if login not in users:
+                return refused(server, "SCRAM-SHA-256", login, "unknown user")
+            salt = os.urandom(16)
+            iters = int(cfg.get("scram_iterations", 4096))
+            stored, server_key = _scram_keys(users[login], salt, iters)
+            snonce = m.group(3).decode() + base64.b64encode(os.urandom(18)).decode()
+            sfirst = "r=%s,s=%s,i=%d" % (snonce, base64.b64encode(salt).decode(), iters)
+            final = await server.challenge_auth(sfirst)
+            if final is MISSING:
+                return AuthResult(success=False, handled=True)
+            m = re.fullmatch(rb"(c=biws,r=([^,]+)),p=([A-Za-z0-9+/=]+)", final)
+            if not m or m.group(2).decode() != snonce:
+                await server.push("501 5.5.2 malformed SCRAM client-final message")
+                return AuthResult(success=False, handled=True)
+            authmsg = ("%s,%s,%s" % (bare, sfirst, m.group(1).decode())).encode()
+            proof = base64.b64decode(m.group(3))
+            sig = hmac.new(stored, authmsg, "sha256").digest()
+            client_key = bytes(a ^ b for a, b in zip(proof, sig))
+            if len(proof) != 32 or hashlib.sha256(client_key).digest() != stored:
+                return refused(server, "SCRAM-SHA-256", login, "invalid proof")
+            ssig = bytearray(hmac.new(server_key, authmsg, "sha256").digest())
+            if cfg.get("scram_bad_signature"):
+                ssig[0] ^= 1
+            v = "v=" + base64.b64encode(bytes(ssig)).decode()
+            if cfg.get("scram_final", "334") == "235":
+                ok(server, session, "SCRAM-SHA-256", login)
+                return AuthResult(success=True, auth_data=None,
+                                  message="235 " + base64.b64encode(v.encode()).decode())
+            answer = await server.challenge_auth(v)
+            if answer is MISSING:
+                rec.event(server.conn_id, "*", "SCRAM-SHA-256: client cancelled after v=")
+                return AuthResult(success=False, handled=True)
+            return ok(server, session, "SCRAM-SHA-256", login)
+
+        async def auth_XOAUTH2(self, server, args):
+            data = await initial(server, args)
+            if data is None:
+                return AuthResult(success=False, handled=True)
+            m = re.fullmatch(rb"user=([^\x01]*)\x01auth=Bearer ([^\x01]*)\x01\x01", data)
+            if not m:
+                await server.push("501 5.5.2 malformed XOAUTH2 response")
+                return AuthResult(success=False, handled=True)
+            login, got = m.group(1).decode(), m.group(2).decode()
+            if token is not None and got == token:
+                return ok(server, server.session, "XOAUTH2", login)
+            return await oauth_refuse(server, "XOAUTH2", login, got)
+
+        async def auth_OAUTHBEARER(self, server, args):
+            data = await initial(server, args)
+            if data is None:
+                return AuthResult(success=False, handled=True)
+            m = re.fullmatch(rb"n,(?:a=([^,]*))?,\x01((?:[A-Za-z]+=[^\x01]*\x01)*)\x01", data)
+            if not m:
+                await server.push("501 5.5.2 malformed OAUTHBEARER response")
+                return AuthResult(success=False, handled=True)
+            login = (m.group(1) or b"").decode()
+            kv = dict(p.split(b"=", 1) for p in m.group(2).split(b"\x01") if p)
+            got = kv.get(b"auth", b"").decode()
+            rec.event(server.conn_id, "*", "OAUTHBEARER host=%r port=%r" %
+                      (kv.get(b"host", b"").decode(), kv.get(b"port", b"").decode()))
+            if token is not None and got == "Bearer " + token:
+                return ok(server, server.session, "OAUTHBEARER", login)
+            return await oauth_refuse(server, "OAUTHBEARER", login, got)
+
+        async def auth_EXTERNAL(self, server, args):
+            data = await initial(server, args)
+            if data is None:
+                return AuthResult(success=False, handled=True)
+            t = server.transport
+            obj = t.get_extra_info("ssl_object") if t is not None else None
+            cert = obj.getpeercert() if obj is not None else None
+            if not cert:
+                return refused(server, "EXTERNAL", data.decode(), "no client certificate")
+            cn = dict(x[0] for x in cert.get("subject", ())).get("commonName", "")
+            return ok(server, server.session, "EXTERNAL", cn)
+
+    return AuthMixin
 
 
 # ---------------------------------------------------------------- aiosmtpd
@@ -147,7 +348,7 @@ def run_aiosmtpd(cfg, rec, loop):
         obj = t.get_extra_info("ssl_object") if t is not None else None
         return obj.version() if obj is not None else None
 
-    class Handler:
+    class Handler(make_auth_mixin(cfg, rec)):
         async def handle_EHLO(self, server, session, envelope, hostname, responses):
             if "ehlo_reply" in cfg:
                 return [cfg["ehlo_reply"]]
@@ -318,7 +519,7 @@ def run_aiosmtpd(cfg, rec, loop):
                 self.envelope.rcpt_options.extend(dsn)
 
     mechs = [m.upper() for m in cfg.get("auth_mechanisms", ["PLAIN", "LOGIN"])]
-    exclude = [m for m in ("PLAIN", "LOGIN") if m not in mechs]
+    exclude = [m for m in ("PLAIN", "LOGIN") + EXTRA_MECHS if m not in mechs]
     # aiosmtpd only knows TLS that came from STARTTLS: with implicit TLS
     # every byte is encrypted already, so AUTH needs no further condition.
     auth_require_tls = cfg.get("auth_require_tls", tls == "starttls")
@@ -330,7 +531,8 @@ def run_aiosmtpd(cfg, rec, loop):
                       require_starttls=cfg.get("require_starttls", False),
                       auth_require_tls=auth_require_tls, auth_required=auth_required,
                       authenticator=authenticator if users else None,
-                      auth_exclude_mechanism=exclude if users else ["PLAIN", "LOGIN"],
+                      auth_exclude_mechanism=(exclude if users else
+                                              sorted(set(exclude) | {"PLAIN", "LOGIN"})),
                       enable_SMTPUTF8=cfg.get("smtputf8", False),
                       data_size_limit=cfg.get("size_limit", 64 << 20),
                       timeout=float(cfg.get("idle_timeout", 60)),
@@ -367,6 +569,9 @@ def run_raw(cfg, rec, loop):
                 elif op == "close":
                     rec.event(conn, "*", "closing")
                     return
+                elif op in RAW_EXTRA_STEPS:
+                    if await RAW_EXTRA_STEPS[op](cfg, rec, conn, reader, writer, step):
+                        return
                 else:
                     raise ValueError("unknown script step %r" % (step,))
             while True:
@@ -375,14 +580,119 @@ def run_raw(cfg, rec, loop):
                     rec.event(conn, "*", "EOF from client")
                     return
                 rec.command(conn, line)
-        except (ConnectionError, asyncio.IncompleteReadError) as e:
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as e:
             rec.event(conn, "*", "connection error: %s" % e)
         finally:
             writer.close()
             rec.event(conn, "*", "connection closed")
 
     return asyncio.start_server(serve, host=cfg.get("listen", "127.0.0.1"),
-                                port=cfg.get("port", 0))
+                                port=cfg.get("port", 0),
+                                ssl=tls_context(cfg) if cfg.get("tls") == "implicit" else None)
+
+
+# Raw steps beyond send/recv/sleep/close, for hostile-server tests.  Each
+# returns True when the connection is finished.
+RAW_MAX = 4 << 20
+
+
+def _latin1(text):
+    return text.encode("latin-1")
+
+
+async def _step_sendraw(cfg, rec, conn, reader, writer, step):
+    rec.event(conn, "S", "(raw) %r" % step[1][:200])
+    writer.write(_latin1(step[1]))
+    await writer.drain()
+    return False
+
+
+async def _step_repeat(cfg, rec, conn, reader, writer, step):
+    n, line = int(step[1]), _latin1(step[2]) + b"\r\n"
+    rec.event(conn, "S", "%r repeated %s" % (step[2][:100], "forever" if n < 0 else n))
+    block = line * max(1, 8192 // len(line))
+    sent = 0
+    while n < 0 or sent < n:
+        chunk = block if n < 0 else line * min(n - sent, len(block) // len(line))
+        writer.write(chunk)
+        await writer.drain()
+        sent += len(chunk) // len(line)
+    return False
+
+
+async def _step_stream(cfg, rec, conn, reader, writer, step):
+    n, pat = int(step[1]), _latin1(step[2])
+    rec.event(conn, "S", "(streaming %d bytes of %r)" % (n, step[2][:20]))
+    block = pat * max(1, 65536 // len(pat))
+    left = n
+    while left > 0:
+        chunk = block[:left]
+        writer.write(chunk)
+        await writer.drain()
+        left -= len(chunk)
+    rec.event(conn, "*", "streamed %d bytes" % n)
+    return False
+
+
+async def _step_trickle(cfg, rec, conn, reader, writer, step):
+    data, delay = _latin1(step[1]), float(step[2])
+    rec.event(conn, "S", "(one byte every %g s) %r" % (delay, step[1][:100]))
+    for i in range(len(data)):
+        writer.write(data[i:i + 1])
+        await writer.drain()
+        await asyncio.sleep(delay)
+    return False
+
+
+async def _step_recv_until(cfg, rec, conn, reader, writer, step):
+    want, n = _latin1(step[1]), 0
+    while True:
+        line = await reader.readline()
+        if not line:
+            rec.event(conn, "*", "EOF from client after %d lines" % n)
+            return True
+        n += 1
+        if line.rstrip(b"\r\n") == want:
+            rec.event(conn, "*", "%d lines read up to %r" % (n, step[1]))
+            return False
+
+
+async def _step_recvraw(cfg, rec, conn, reader, writer, step):
+    data = bytearray()
+    try:
+        while len(data) < RAW_MAX:
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            data += chunk
+    except (ConnectionError, ssl.SSLError) as e:
+        rec.event(conn, "*", "connection error: %s" % e)
+    path = os.path.join(rec.outdir, "raw-%d.bin" % conn)
+    with open(path + ".tmp", "wb") as f:
+        f.write(data)
+    os.rename(path + ".tmp", path)
+    rec.event(conn, "*", "read %d raw bytes until EOF" % len(data))
+    return True
+
+
+async def _step_tls(cfg, rec, conn, reader, writer, step):
+    await writer.start_tls(tls_context(cfg))
+    obj = writer.get_extra_info("ssl_object")
+    rec.event(conn, "*", "TLS established: %s" % (obj.version() if obj else None))
+    return False
+
+
+async def _step_abort(cfg, rec, conn, reader, writer, step):
+    rec.event(conn, "*", "aborting the connection")
+    writer.transport.abort()
+    return True
+
+
+RAW_EXTRA_STEPS = {
+    "sendraw": _step_sendraw, "repeat": _step_repeat, "stream": _step_stream,
+    "trickle": _step_trickle, "recv_until": _step_recv_until, "recvraw": _step_recvraw,
+    "tls": _step_tls, "abort": _step_abort,
+}
 
 
 def main():

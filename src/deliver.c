@@ -213,7 +213,29 @@ static void queue_item_source_rewind(void *ctx)
 	queue_item_rewind(ctx);
 }
 
-static void job_for_item(struct submit_job *j, struct smtp_envelope *env, struct queue_item *it)
+/* What a queued job's finished callback needs. */
+struct settle_ctx {
+	struct queue *q;
+	const struct account *a;
+	struct queue_item *it;
+	int64_t t0;
+	void (*notice)(const char *);
+};
+
+static void settle_item(struct queue *q, const struct account *a, struct queue_item *it,
+			const struct submit_job *j, int64_t t0, void (*notice)(const char *));
+
+static void settle_finished(struct submit_job *j)
+{
+	struct settle_ctx *c = j->finished_ctx;
+
+	settle_item(c->q, c->a, c->it, j, c->t0, c->notice);
+}
+
+/* A job for a queued message, settled in the spool as soon as its outcome
+ * is known (ctx filled by the caller but for it). */
+static void job_for_item(struct submit_job *j, struct smtp_envelope *env, struct queue_item *it,
+			 struct settle_ctx *ctx)
 {
 	env_from_queue(&it->env, env);
 	memset(j, 0, sizeof *j);
@@ -221,6 +243,9 @@ static void job_for_item(struct submit_job *j, struct smtp_envelope *env, struct
 	j->src = queue_item_read;
 	j->src_ctx = it;
 	j->rewind = queue_item_source_rewind;
+	ctx->it = it;
+	j->finished = settle_finished;
+	j->finished_ctx = ctx;
 }
 
 /* Record the outcome of a queued message's attempt. */
@@ -324,6 +349,7 @@ struct send_state {
 	size_t nitems;
 	struct submit_job *jobs;
 	struct smtp_envelope *envs;
+	struct settle_ctx *ctxs;
 	int64_t t0;                   /* when the attempt began; 0: none */
 };
 
@@ -332,6 +358,7 @@ static void send_state_free(struct send_state *st)
 	queue_items_free(st->items, st->nitems);
 	free(st->jobs);
 	free(st->envs);
+	free(st->ctxs);
 	if (st->q_open)
 		queue_close(&st->q);
 	secret_free(&st->s);
@@ -385,15 +412,17 @@ static int attempt(struct send_state *st, const struct account *a, const struct 
 		n += st->nitems;
 	st->jobs = xcalloc(n, sizeof *st->jobs);
 	st->envs = xcalloc(n, sizeof *st->envs);
+	st->ctxs = xcalloc(n, sizeof *st->ctxs);
+	st->t0 = mono_ms();
 	message_rewind(m, &reader);
 	st->jobs[0] = (struct submit_job){ .env = env, .src = message_source, .src_ctx = &reader,
 					   .rewind = message_source_rewind };
-	for (size_t i = 1; i < n; i++)
-		job_for_item(&st->jobs[i], &st->envs[i], &st->items[i - 1]);
-	st->t0 = mono_ms();
+	for (size_t i = 1; i < n; i++) {
+		st->ctxs[i] = (struct settle_ctx){ .q = &st->q, .a = a, .t0 = st->t0,
+						   .notice = req->notice };
+		job_for_item(&st->jobs[i], &st->envs[i], &st->items[i - 1], &st->ctxs[i]);
+	}
 	submit_batch(a, &st->s, st->jobs, n, e);
-	for (size_t i = 1; i < n; i++)
-		settle_item(&st->q, a, &st->items[i - 1], &st->jobs[i], st->t0, req->notice);
 	if (st->jobs[0].done)
 		return 0;
 	*e = st->jobs[0].err;
@@ -519,19 +548,32 @@ static int flush_account(const struct config *cfg, struct queue *q, struct queue
 	struct secret s = { 0 };
 	struct submit_job *jobs;
 	struct smtp_envelope *envs;
+	struct queue_item **sel;
+	struct settle_ctx *ctxs;
 	char stamp[65], *held = NULL;
-	size_t failed = 0;
+	size_t failed = 0, nsel = 0;
+	time_t now = time(NULL);
 
 	if (!a) {
 		notify(notice, "%zu queued message(s) of account %s stay queued: %s", n, name, e->text);
 		return -1;
+	}
+	/* A timer with nothing due and no hold to re-check asks for no secret. */
+	if (due_only && !queue_hold_exists(q, name)) {
+		size_t due = 0;
+
+		for (size_t i = 0; i < n; i++)
+			due += items[i].env.next_try <= now;
+		if (due == 0)
+			return 0;
 	}
 	if (secret_resolve(a, &s, e) < 0) {
 		notify(notice, "account %s: %s; its queued messages stay queued", name, e->text);
 		return -1;
 	}
 	hold_stamp(a, &s, stamp);
-	if (queue_held(q, name, stamp, &held) == 1) {
+	int hold = queue_held(q, name, stamp, &held);
+	if (hold == 1) {
 		if (due_only) {
 			log_event("account %s is held (%s); skipped", name, held);
 			free(held);
@@ -541,14 +583,23 @@ static int flush_account(const struct config *cfg, struct queue *q, struct queue
 		free(held);
 		queue_unhold(q, name);
 	}
-	jobs = xcalloc(n, sizeof *jobs);
-	envs = xcalloc(n, sizeof *envs);
+	/* With --due only messages whose time has come go, unless a hold just
+	 * ended because the credentials changed: then all of them. */
+	sel = xcalloc(n, sizeof *sel);
 	for (size_t i = 0; i < n; i++)
-		job_for_item(&jobs[i], &envs[i], &items[i]);
+		if (!due_only || hold == 2 || items[i].env.next_try <= now)
+			sel[nsel++] = &items[i];
+	jobs = xcalloc(nsel, sizeof *jobs);
+	envs = xcalloc(nsel, sizeof *envs);
+	ctxs = xcalloc(nsel, sizeof *ctxs);
 	int64_t t0 = mono_ms();
-	submit_batch(a, &s, jobs, n, e);
-	for (size_t i = 0; i < n; i++) {
-		settle_item(q, a, &items[i], &jobs[i], t0, notice);
+	for (size_t i = 0; i < nsel; i++) {
+		ctxs[i] = (struct settle_ctx){ .q = q, .a = a, .t0 = t0, .notice = notice };
+		job_for_item(&jobs[i], &envs[i], sel[i], &ctxs[i]);
+	}
+	if (nsel)
+		submit_batch(a, &s, jobs, nsel, e);
+	for (size_t i = 0; i < nsel; i++) {
 		if (!jobs[i].done) {
 			*e = jobs[i].err;
 			failed++;
@@ -556,6 +607,8 @@ static int flush_account(const struct config *cfg, struct queue *q, struct queue
 	}
 	if (failed && e->kind == PERR_AUTH)
 		hold_account(q, a, &s, e, notice);
+	free(sel);
+	free(ctxs);
 	free(jobs);
 	free(envs);
 	secret_free(&s);
@@ -572,7 +625,9 @@ int deliver_flush(const struct config *cfg, int due_only, void (*notice)(const c
 
 	if (open_queue(&q, e) < 0)
 		return -1;
-	if (queue_claim(&q, NULL, due_only, time(NULL), &items, &n, e) < 0) {
+	/* Claim everything: an account whose hold just ended sends all its
+	 * messages even under --due (flush_account picks). */
+	if (queue_claim(&q, NULL, 0, time(NULL), &items, &n, e) < 0) {
 		queue_close(&q);
 		return -1;
 	}

@@ -2,6 +2,7 @@
  * table from error kinds to exit codes, and the one stderr line. */
 #include "autoconf.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,6 +237,9 @@ int main(int argc, char **argv)
 	struct rlimit nocore = { 0, 0 };
 	setrlimit(RLIMIT_CORE, &nocore);
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	/* A file-size limit makes writes fail with EFBIG (reported, message
+	 * kept by the caller) instead of killing postern mid-spool. */
+	signal(SIGXFSZ, SIG_IGN);
 
 	if (cli_parse(&c, argc, argv, &e) < 0)
 		return fail(&e);

@@ -1211,6 +1211,15 @@ int queue_hold(struct queue *q, const char *account, const char *reason, const c
 	return rc;
 }
 
+int queue_hold_exists(struct queue *q, const char *account)
+{
+	char path[PATH_CAP + 3 * ACCOUNT_FILE_MAX];
+	struct stat st;
+
+	return hold_path(account, path, sizeof path) == 0 &&
+	       fstatat(q->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
 int queue_held(struct queue *q, const char *account, const char *stamp, char **reason)
 {
 	char path[PATH_CAP + 3 * ACCOUNT_FILE_MAX], *st, *why;
@@ -1228,7 +1237,7 @@ int queue_held(struct queue *q, const char *account, const char *stamp, char **r
 	if (!same) {
 		free(why);
 		unlinkat(q->dirfd, path, 0);
-		return 0;
+		return 2;
 	}
 	if (reason)
 		*reason = why;

@@ -128,9 +128,12 @@ int queue_list(struct queue *q,
 int queue_hold(struct queue *q, const char *account, const char *reason, const char *stamp,
 	       struct perr *e);
 /* 1 and the reason (caller frees) when held with the same stamp; 0 when
- * not held (a hold with another stamp is removed). */
+ * not held; 2 when a hold with another stamp was found and removed (the
+ * credentials changed: its messages are due at once). */
 int queue_held(struct queue *q, const char *account, const char *stamp, char **reason);
 int queue_unhold(struct queue *q, const char *account);
+/* True when the account has a hold, whatever its stamp (no side effect). */
+int queue_hold_exists(struct queue *q, const char *account);
 
 void queue_env_free(struct queue_env *env);
 

@@ -118,6 +118,12 @@ static int session_broken(const struct smtp *session, const struct perr *e)
 	       (e->kind == PERR_TEMP && e->code == 0);
 }
 
+static void finish(struct submit_job *j)
+{
+	if (j->finished)
+		j->finished(j);
+}
+
 int submit_batch(const struct account *a, const struct secret *s, struct submit_job *jobs,
 		 size_t njobs, struct perr *e)
 {
@@ -129,6 +135,7 @@ int submit_batch(const struct account *a, const struct secret *s, struct submit_
 		for (i = 0; i < njobs; i++) {
 			jobs[i].err = *e;
 			jobs[i].port = p.port;
+			finish(&jobs[i]);
 		}
 		return -1;
 	}
@@ -147,14 +154,17 @@ int submit_batch(const struct account *a, const struct secret *s, struct submit_
 			reply_oneline(&session.reply, text, sizeof text);
 			snprintf(j->reply, sizeof j->reply, "%d%s%s %s", session.reply.code,
 				 session.reply.enhanced[0] ? " " : "", session.reply.enhanced, text);
+			finish(j);
 			continue;
 		}
 		advise(&j->err, a, p.port);
+		finish(j);
 		if (session_broken(&session, &j->err)) {
 			*e = j->err;
 			for (i++; i < njobs; i++) {
 				jobs[i].err = *e;
 				jobs[i].port = p.port;
+				finish(&jobs[i]);
 			}
 			/* After a timeout or a broken stream, QUIT would only wait. */
 			smtp_close(&session);

@@ -25,6 +25,11 @@ struct submit_job {
 	unsigned port;                   /* port of the session; 0: none */
 	char tls[96];                    /* tls_describe(), "" for plaintext */
 	char reply[512];                 /* the server's final reply when done */
+	/* Called as soon as this job's outcome is known (done or err final),
+	 * before the next transaction, so a queued message leaves the spool
+	 * right after the server took it; may be NULL. */
+	void (*finished)(struct submit_job *j);
+	void *finished_ctx;
 };
 
 /* Open one session to the account's server (ports tried in order on
@@ -32,7 +37,8 @@ struct submit_job {
  * transactions after a refusal).  Returns 0 when the session was
  * established (each job then has its own outcome), or -1 when no session
  * could be made or it broke: e holds the reason (with a fix appended) and
- * every job not yet done carries the same error. */
+ * every job not yet done carries the same error.  Each job's finished
+ * callback runs exactly once. */
 int submit_batch(const struct account *a, const struct secret *s, struct submit_job *jobs,
 		 size_t njobs, struct perr *e);
 

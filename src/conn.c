@@ -56,6 +56,7 @@ void conn_init(struct conn *c, int timeout_s_)
 	c->rpos = c->rlen = 0;
 	c->wbuf = NULL;
 	c->wlen = 0;
+	c->wipe_wbuf = 0;
 	conn_arm(c);
 }
 
@@ -102,12 +103,33 @@ static int unsent_bytes(int fd)
 	return -1;
 }
 
+/* Acknowledge what arrives at once.  A server that writes a reply right
+ * behind other data (Postfix: its 250 to EHLO behind the TLS 1.3 session
+ * tickets) and has Nagle on holds that reply until the data before it is
+ * acknowledged; our delayed ACK would make that ~40 ms.  Linux drops
+ * quick-ACK mode by itself, so it is set again before each wait. */
+static void quick_ack(int fd)
+{
+#ifdef TCP_QUICKACK
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+#else
+	(void)fd;
+#endif
+}
+
 int conn_wait(struct conn *c, int want, struct perr *e)
 {
 	short ev = want == CONN_WANT_WRITE ? POLLOUT : POLLIN;
 	int64_t slice = c->timeout_ms / 8 < 50 ? 50 : c->timeout_ms / 8 > 1000 ? 1000 : c->timeout_ms / 8;
+	/* Progress restarts the wait the caller asked for, never a longer
+	 * one: a short grace (QUIT's 221) stays short. */
+	int64_t budget = c->deadline - mono_ms();
 	int last = unsent_bytes(c->fd), rc, q;
 
+	if (want != CONN_WANT_WRITE)
+		quick_ack(c->fd);
 	for (;;) {
 		int64_t now = mono_ms();
 
@@ -124,8 +146,8 @@ int conn_wait(struct conn *c, int want, struct perr *e)
 			break;
 		if (last > 0) {
 			q = unsent_bytes(c->fd);
-			if (q >= 0 && q < last && mono_ms() + c->timeout_ms > c->deadline)
-				c->deadline = mono_ms() + c->timeout_ms;
+			if (q >= 0 && q < last && mono_ms() + budget > c->deadline)
+				c->deadline = mono_ms() + budget;
 			last = q;
 		}
 	}
@@ -384,6 +406,17 @@ int conn_has_buffered_input(const struct conn *c)
 	return c->rlen > c->rpos;
 }
 
+int conn_readable_now(struct conn *c)
+{
+	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+
+	if (c->fd < 0)
+		return 0;
+	if (memchr(c->rbuf + c->rpos, '\n', c->rlen - c->rpos))
+		return 1;
+	return poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLIN);
+}
+
 /* ---- writing ------------------------------------------------------------ */
 
 int conn_flush(struct conn *c, struct perr *e)
@@ -407,6 +440,10 @@ int conn_flush(struct conn *c, struct perr *e)
 				perr_set(e, PERR_TEMP, "connection closed by server");
 			return at_stage(e, PERR_STAGE_SESSION, -1);
 		}
+	}
+	if (c->wipe_wbuf) { /* the whole buffer: the secret may sit past wlen */
+		wipe(c->wbuf, CONN_WBUF_SIZE);
+		c->wipe_wbuf = 0;
 	}
 	c->wlen = 0;
 	return 0;
@@ -460,6 +497,9 @@ void conn_close(struct conn *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
+	if (c->wbuf && c->wipe_wbuf)
+		wipe(c->wbuf, CONN_WBUF_SIZE);
+	c->wipe_wbuf = 0;
 	free(c->wbuf);
 	c->wbuf = NULL;
 	c->wlen = 0;

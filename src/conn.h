@@ -52,6 +52,7 @@ struct conn {
 	size_t rpos, rlen;            /* unread bytes are rbuf[rpos..rlen) */
 	unsigned char *wbuf;          /* CONN_WBUF_SIZE bytes */
 	size_t wlen;
+	int wipe_wbuf;                /* a secret is buffered: wipe after the next flush or close */
 };
 
 /* Initialise a closed connection with a per-step timeout in seconds. */
@@ -82,6 +83,10 @@ int conn_read_line(struct conn *c, char *line, size_t cap, size_t *len, struct p
 /* True when buffered, unread input exists (a server that speaks before
  * it is asked, e.g. after STARTTLS). */
 int conn_has_buffered_input(const struct conn *c);
+
+/* True when a reply line can be read without waiting for the peer: a
+ * whole line is buffered, or the socket has bytes now. */
+int conn_readable_now(struct conn *c);
 
 /* Append bytes to the write buffer; when full it is flushed first. */
 int conn_write(struct conn *c, const void *buf, size_t n, struct perr *e);

@@ -25,6 +25,8 @@ struct message {
 	int has_separator;    /* the input had the blank line after headers */
 	int body_fd;          /* unlinked temp file: everything after the blank line */
 	off_t body_len;
+	off_t crlf_extra;     /* bytes CRLF normalisation adds to the body (bare
+				 CR or LF, a missing final line end) */
 	int has_8bit;         /* any byte >= 0x80 in headers or body */
 	/* From the header block (addresses as addr-specs, NUL-terminated): */
 	char *from_addr;      /* From:'s address, NULL if absent or not one mailbox */
@@ -56,8 +58,13 @@ struct msg_opts {
 int message_prepare(struct message *m, const struct msg_opts *o, struct perr *e);
 
 /* Size in bytes of what message_next will produce (before CRLF
- * normalisation), for SIZE=. */
+ * normalisation). */
 off_t message_size(const struct message *m);
+
+/* Size in bytes of the message as sent (after CRLF normalisation, before
+ * dot-stuffing), for SIZE= (RFC 1870): exact, or over by at most a few
+ * bytes where a CRLF is split between headers, separator and body. */
+off_t message_wire_size(const struct message *m);
 
 /* Streaming: rewind, then call message_next until it returns 0. */
 struct msg_reader {

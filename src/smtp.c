@@ -1,6 +1,9 @@
 /* smtp.c — the SMTP client protocol engine: greeting, EHLO capabilities,
  * STARTTLS, AUTH, and mail transactions (MAIL, RCPT..., DATA or BDAT),
- * pipelined when the server offers PIPELINING.
+ * pipelined when the server offers PIPELINING: a one-line AUTH goes out
+ * with the first transaction, and the transactions of a batch go back to
+ * back, each message's end with the next one's commands (see "the
+ * pipelined batch" below for what waits for what, and why).
  *
  * Each wait for a reply is one step with its own deadline (conn_arm).
  * Every line sent or received goes to the -v transcript (log_wire), with
@@ -339,6 +342,15 @@ static int start_tls(struct smtp *s, struct perr *e)
 	conn_arm(&s->conn);
 	if (tls_start(&s->conn, &s->p->tls_opts, e) < 0) {
 		conn_close(&s->conn); /* half-done TLS: not even QUIT */
+		if (e && strstr(e->text, "does not speak TLS here")) {
+			if (s->p->tls == TLS_IMPLICIT)
+				perr_append(e, "; for STARTTLS ports (587, 25) set tls = starttls");
+			else
+				perr_append(e, "; it answered 220 to STARTTLS but then did not "
+					    "start TLS: a broken server, or something on the network "
+					    "path tampering with STARTTLS; try tls = implicit with "
+					    "port = 465, or run postern --probe");
+		}
 		return -1;
 	}
 	s->tls_active = 1;
@@ -707,6 +719,38 @@ static size_t auth_payload(struct smtp *s, enum auth_mech m, unsigned char *raw,
 	return o;
 }
 
+/* RFC 4954 section 4: AUTH may be followed by other commands in one
+ * flight only with an initial response, a mechanism that completes in one
+ * round trip, and no security layer: PLAIN and EXTERNAL.  XOAUTH2 and
+ * OAUTHBEARER answer a bad token with a 334 challenge, so they wait. */
+static int can_pipeline_auth(const struct smtp *s, enum auth_mech m)
+{
+	return s->p->pipeline_auth && (s->caps.flags & SMTP_CAP_PIPELINING) &&
+	       (m == AUTH_PLAIN || m == AUTH_EXTERNAL);
+}
+
+/* Queue "AUTH MECH payload" without sending it: it goes out with the
+ * first transaction, whose batch reads the reply (smtp_send_batch).  The
+ * write buffer is wiped once it has been sent. */
+static int auth_ahead(struct smtp *s, enum auth_mech m, const unsigned char *raw, size_t n,
+		      struct perr *e)
+{
+	char prefix[32], shown[40];
+	size_t blen;
+	char *b64 = b64_of(raw, n, &blen);
+	int rc;
+
+	snprintf(prefix, sizeof prefix, "AUTH %s ", mech_name(m));
+	snprintf(shown, sizeof shown, "AUTH %s ****", mech_name(m));
+	s->conn.wipe_wbuf = 1;
+	rc = send_secret(s, prefix, n ? b64 : "=", shown, e);
+	wipe(b64, blen);
+	free(b64);
+	if (rc == 0)
+		s->auth_pending = 1;
+	return rc;
+}
+
 static int authenticate(struct smtp *s, struct perr *e)
 {
 	const struct smtp_params *p = s->p;
@@ -735,8 +779,11 @@ static int authenticate(struct smtp *s, struct perr *e)
 	cap = strlen(p->user ? p->user : "") + p->secret_len + strlen(p->host) + 64;
 	raw = xmalloc(cap);
 	n = auth_payload(s, m, raw, cap);
-	rc = auth_initial(s, m, raw, n < cap ? n : cap,
-			  m == AUTH_OAUTHBEARER ? "AQ==" : m == AUTH_XOAUTH2 ? "" : NULL, e);
+	if (can_pipeline_auth(s, m))
+		rc = auth_ahead(s, m, raw, n < cap ? n : cap, e);
+	else
+		rc = auth_initial(s, m, raw, n < cap ? n : cap,
+				  m == AUTH_OAUTHBEARER ? "AQ==" : m == AUTH_XOAUTH2 ? "" : NULL, e);
 	wipe(raw, cap);
 	free(raw);
 	return rc;
@@ -762,6 +809,7 @@ int smtp_open(struct smtp *s, const struct smtp_params *p, struct perr *e)
 	memset(&s->caps, 0, sizeof s->caps);
 	s->p = p;
 	s->tls_active = 0;
+	s->auth_pending = 0;
 	reply_init(&s->reply);
 	conn_init(&s->conn, p->timeout_s);
 	if (conn_connect(&s->conn, p->host, p->port, e) < 0)
@@ -794,10 +842,32 @@ static int dsn_word_ok(const char *v)
 	return strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz,") == strlen(v);
 }
 
+/* The last guard of cmd, checked before any command of a message is
+ * queued: in a pipeline nothing of a message may go out if its commands
+ * cannot all be written. */
+static int addr_sendable(const char *a)
+{
+	if (strlen(a) > ADDR_MAX)
+		return 0;
+	for (const unsigned char *p = (const unsigned char *)a; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return 0;
+	return 1;
+}
+
 static int precheck(struct smtp *s, const struct smtp_envelope *env, struct perr *e)
 {
 	if (s->conn.fd < 0)
 		return local_fail(s, e, PERR_TEMP, "not connected");
+	if (env->nrcpts == 0)
+		return local_fail(s, e, PERR_USAGE, "a message without recipients");
+	if (!addr_sendable(env->sender))
+		return local_fail(s, e, PERR_DATA, "the sender address has a control character "
+				  "or is too long");
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if (!addr_sendable(env->rcpts[i]))
+			return local_fail(s, e, PERR_DATA, "a recipient address has a control "
+					  "character or is too long");
 	if (env->smtputf8 && !(s->caps.flags & SMTP_CAP_SMTPUTF8))
 		return local_fail(s, e, PERR_DATA, "the address %s needs SMTPUTF8, which %s does "
 				  "not offer; use an ASCII address", utf8_addr(env), s->p->host);
@@ -860,6 +930,10 @@ struct txn {
 	struct perr *e;
 	int failed;            /* e holds the first failure */
 	int data_open;         /* DATA got 354: only closing can abort now */
+	int done;              /* the final reply was 2xx: delivered */
+	int writing;           /* its commands are still being written */
+	int final_sent;        /* BDAT LAST or the final dot went out */
+	size_t nexp;           /* its replies outstanding */
 	int nperm, ntemp, nother;
 	int rcode;             /* first refused recipient's reply */
 	char renh[16];
@@ -933,77 +1007,6 @@ static void data_reply(struct smtp *s, struct txn *t)
 	t->failed = 1;
 }
 
-/* MAIL, every RCPT and (for DATA) DATA in one write; then the replies. */
-static int envelope_pipelined(struct smtp *s, const struct smtp_envelope *env, int bdat,
-			      struct txn *t)
-{
-	struct perr *e = t->e;
-
-	if (mail_cmd(s, env, e) < 0)
-		return -1;
-	for (size_t i = 0; i < env->nrcpts; i++)
-		if (rcpt_cmd(s, env, i, e) < 0)
-			return -1;
-	if (!bdat && cmd(s, e, "DATA") < 0)
-		return -1;
-	if (flush(s, ST_MAIL, e) < 0 || read_reply(s, ST_MAIL, e) < 0)
-		return -1;
-	mail_reply(s, env, t);
-	for (size_t i = 0; i < env->nrcpts; i++) {
-		if (read_reply(s, ST_RCPT, e) < 0)
-			return -1;
-		if (!t->failed)
-			rcpt_reply(s, env->rcpts[i], t);
-	}
-	rcpt_verdict(s, t);
-	if (!bdat) {
-		if (read_reply(s, ST_DATA, e) < 0)
-			return -1;
-		data_reply(s, t);
-	}
-	return 0;
-}
-
-static int envelope_serial(struct smtp *s, const struct smtp_envelope *env, int bdat,
-			   struct txn *t)
-{
-	struct perr *e = t->e;
-
-	if (mail_cmd(s, env, e) < 0 || transact(s, ST_MAIL, e) < 0)
-		return -1;
-	if (mail_reply(s, env, t) < 0)
-		return 0;
-	for (size_t i = 0; i < env->nrcpts; i++) {
-		if (rcpt_cmd(s, env, i, e) < 0 || transact(s, ST_RCPT, e) < 0)
-			return -1;
-		rcpt_reply(s, env->rcpts[i], t);
-	}
-	rcpt_verdict(s, t);
-	if (t->failed || bdat)
-		return 0;
-	if (cmd(s, e, "DATA") < 0 || transact(s, ST_DATA, e) < 0)
-		return -1;
-	data_reply(s, t);
-	return 0;
-}
-
-/* Abandon the transaction: RSET, or close when DATA is open (sending the
- * final dot would deliver to the accepted recipients). */
-static void abandon(struct smtp *s, int data_open)
-{
-	struct perr tmp;
-
-	perr_clear(&tmp);
-	if (data_open || s->conn.fd < 0) {
-		smtp_close(s);
-		return;
-	}
-	s->conn.wlen = 0; /* commands not yet sent are dropped */
-	if (cmd(s, &tmp, "RSET") < 0 || transact(s, ST_RSET, &tmp) < 0 ||
-	    s->reply.code / 100 != 2)
-		smtp_close(s);
-}
-
 /* ---- the message -------------------------------------------------------- */
 
 struct body_io {
@@ -1040,170 +1043,608 @@ static int next_chunk(struct smtp *s, smtp_source_fn src, void *ctx, struct body
 	return 1;
 }
 
-static int final_reply(struct smtp *s, enum smtp_state st, struct perr *e)
+/* ---- the pipelined batch ------------------------------------------------ *
+ *
+ * One writer and one reader share the connection.  The writer appends each
+ * message's commands (and body) to the write buffer and records, in a ring,
+ * what every reply it will get answers; the reader (pump) flushes the
+ * buffer in one write and reads replies, oldest first, until at most
+ * `keep` are outstanding.  The writer calls pump only where it must know a
+ * reply before it goes on (a barrier) or where the pipeline is as full as
+ * it may get; with PIPELINING every command is pipelined as far as RFC
+ * 2920 and 3030 allow, without it every command is its own round trip.
+ *
+ * Where the replies of a message must be known before its body goes out
+ * (SPEC 5: any recipient refused permanently means nothing is sent):
+ *   BDAT, one recipient: MAIL, RCPT and BDAT ... LAST all go in the same
+ *     flight (with the pending AUTH and with QUIT when it is the last
+ *     message).  A refused RCPT leaves the transaction without a valid
+ *     recipient, so the server refuses BDAT LAST (503/554) and nothing is
+ *     delivered: no reply has to be waited for.
+ *   BDAT, several recipients: MAIL and every RCPT in one flight, then a
+ *     barrier: with one recipient refused and another accepted a BDAT LAST
+ *     would deliver to the accepted ones, so the body waits for the RCPT
+ *     replies (one more round trip), and a refusal costs only RSET.
+ *   DATA: MAIL, RCPT... and DATA in one flight (SPEC 5); the body needs
+ *     354 anyway.  One recipient refused of several still gets 354; then
+ *     the only way to send nothing is to close the connection.
+ * The end of a body goes out with the next message's commands, or QUIT.
+ * After a transaction whose outcome is not known yet (BDAT) or that was
+ * abandoned, the next message starts with RSET; at the end QUIT does.
+ * A pipelined AUTH that is refused: the transactions behind it get 530,
+ * the batch stops, every message not delivered carries the AUTH error.
+ */
+
+/* What a reply in the pipeline answers. */
+enum xkind { X_AUTH, X_RSET, X_MAIL, X_RCPT, X_DATA, X_BDAT, X_LAST, X_QUIT };
+
+struct expect {
+	enum xkind kind;
+	size_t msg;              /* index in the batch */
+	size_t rcpt;             /* X_RCPT: which recipient */
+};
+
+/* Replies outstanding at most.  A flight that would need more waits for
+ * the oldest replies first: a pause, not an error.  Also keeps the
+ * server's replies well inside the socket buffers, so neither side can
+ * block writing while the other does. */
+#define RING 512
+/* Messages with replies outstanding at most: 64 small messages make one
+ * flight of ~70 KB, their replies ~8 KB. */
+#define WINDOW 64
+/* BDAT chunks of a large body sent ahead of their replies. */
+#define BDAT_WINDOW 8
+/* Longest wait for the 221 to a QUIT, ms. */
+#define QUIT_GRACE_MS 500
+
+struct batch {
+	struct smtp *s;
+	struct smtp_msg *msgs;
+	struct perr *e;              /* the session's error */
+	int pipelining;
+	int broken;                  /* connection gone; e says why */
+	int auth_failed;             /* the pipelined AUTH was refused */
+	int need_rset;               /* the last transaction may still be open */
+	struct perr auth;            /* the AUTH refusal */
+	struct expect ring[RING];
+	size_t head, count;          /* outstanding: ring[head .. head + count) */
+	size_t next;                 /* messages [0, next) were started */
+	size_t inflight;             /* messages started and not settled */
+	struct txn tx[WINDOW + 1];   /* per message, slot msg % (WINDOW + 1) */
+	struct body_io io;
+};
+
+static struct txn *tx_of(struct batch *b, size_t i)
 {
-	if (read_reply(s, st, e) < 0) {
-		perr_append(e, " (the message may or may not have been accepted)");
-		return -1;
-	}
-	if (s->reply.code / 100 == 2)
-		return 0;
-	return server_fail(s, e, kind_of(s->reply.code, PERR_UNAVAILABLE),
-			   s->reply.code / 100 == 4 ? "server temporarily refused the message"
-						    : "server refused the message");
+	return &b->tx[i % (WINDOW + 1)];
 }
 
-static int send_data(struct smtp *s, smtp_source_fn src, void *ctx, struct body_io *io,
-		     struct perr *e)
+static enum smtp_state state_of(const struct expect *x, int bdat)
 {
-	size_t n, k;
-	int rc;
+	static const enum smtp_state st[] = {
+		[X_AUTH] = ST_AUTH, [X_RSET] = ST_RSET, [X_MAIL] = ST_MAIL, [X_RCPT] = ST_RCPT,
+		[X_DATA] = ST_DATA, [X_BDAT] = ST_BDAT, [X_LAST] = ST_BODY, [X_QUIT] = ST_QUIT,
+	};
 
-	body_init(&io->b, 1);
-	io->out = io->slot[0];
-	while ((rc = next_chunk(s, src, ctx, io, &n, e)) > 0) {
-		if (conn_write(&s->conn, io->out, n, e) < 0)
-			return io_fail(s, e, IO_SEND, ST_BODY);
-		io->sent += n;
-	}
-	if (rc < 0)
-		return -1;
-	k = body_finish(&io->b, io->out);
-	io->sent += k;
-	memcpy(io->out + k, ".\r\n", 3);
-	log_event("message sent: %llu bytes", (unsigned long long)io->sent);
-	log_wire('C', ".", 1);
-	if (conn_write(&s->conn, io->out, k + 3, e) < 0)
-		return io_fail(s, e, IO_SEND, ST_BODY);
-	if (flush(s, ST_BODY, e) < 0)
-		return -1;
-	return final_reply(s, ST_BODY, e);
+	return x->kind == X_LAST && bdat ? ST_BDAT : st[x->kind];
 }
 
-/* Read BDAT replies until at most `keep` are outstanding; the first
- * refusal goes to e and sets *failed. */
-static int bdat_replies(struct smtp *s, int *outstanding, int keep, int *failed, struct perr *e)
+static void tell(struct smtp_msg *m)
 {
-	if (*outstanding > keep && flush(s, ST_BDAT, e) < 0)
-		return -1;
-	while (*outstanding > keep) {
-		if (read_reply(s, ST_BDAT, e) < 0)
-			return -1;
-		(*outstanding)--;
-		if (s->reply.code / 100 != 2 && !*failed) {
-			*failed = 1;
-			server_fail(s, e, kind_of(s->reply.code, PERR_UNAVAILABLE),
-				    "server refused the message");
+	m->settled = 1;
+	if (m->on_settled)
+		m->on_settled(m);
+}
+
+/* The message's outcome is final: copy it out. */
+static void settle(struct batch *b, size_t i)
+{
+	struct smtp_msg *m = &b->msgs[i];
+	struct txn *t = tx_of(b, i);
+
+	m->done = t->done;
+	if (!t->done && b->auth_failed)
+		m->err = b->auth;
+	else if (!t->done && !t->failed)
+		local_fail(b->s, &m->err, PERR_SOFTWARE, "transaction ended without an outcome");
+	b->inflight--;
+	tell(m);
+}
+
+static void maybe_settle(struct batch *b, size_t i)
+{
+	struct txn *t = tx_of(b, i);
+
+	if (!t->writing && t->nexp == 0 && !b->msgs[i].settled)
+		settle(b, i);
+}
+
+static void final_reply(struct batch *b, struct txn *t, size_t i)
+{
+	struct smtp *s = b->s;
+	struct smtp_msg *m = &b->msgs[i];
+	int code = s->reply.code;
+	char text[400];
+
+	if (code / 100 == 2) {
+		reply_oneline(&s->reply, text, sizeof text);
+		snprintf(m->reply, sizeof m->reply, "%d%s%s %s", code,
+			 s->reply.enhanced[0] ? " " : "", s->reply.enhanced, text);
+		if (t->failed || b->auth_failed)
+			log_event("the server accepted the message although it refused a command "
+				  "before: it counts as delivered");
+		t->done = 1;
+	} else if (!t->failed) {
+		server_fail(s, t->e, kind_of(code, PERR_UNAVAILABLE),
+			    code / 100 == 4 ? "server temporarily refused the message"
+					    : "server refused the message");
+		t->failed = 1;
+	}
+}
+
+static void auth_reply(struct batch *b)
+{
+	struct smtp *s = b->s;
+
+	s->auth_pending = 0;
+	if (auth_result(s, &b->auth) == 0)
+		return;
+	b->auth_failed = 1;
+	if (s->reply.code == 334) /* the server reads our next line as the answer */
+		log_event("the server wants an AUTH exchange after an initial response");
+}
+
+/* Apply one reply to what it answers. */
+static void on_reply(struct batch *b, const struct expect *x)
+{
+	struct smtp *s = b->s;
+	struct txn *t;
+	const struct smtp_envelope *env;
+
+	if (x->kind == X_AUTH) {
+		auth_reply(b);
+		return;
+	}
+	if (x->kind == X_QUIT)
+		return;
+	t = tx_of(b, x->msg);
+	env = b->msgs[x->msg].env;
+	switch (x->kind) {
+	case X_RSET:
+		if (s->reply.code / 100 != 2) {
+			server_fail(s, b->e, kind_of(s->reply.code, PERR_PROTOCOL),
+				    "server refused RSET");
+			conn_close(&s->conn);
+			b->broken = 1;
 		}
+		break;
+	case X_MAIL:
+		mail_reply(s, env, t);
+		break;
+	case X_RCPT:
+		if (!t->failed)
+			rcpt_reply(s, env->rcpts[x->rcpt], t);
+		if (x->rcpt + 1 == env->nrcpts)
+			rcpt_verdict(s, t);
+		break;
+	case X_DATA:
+		data_reply(s, t);
+		break;
+	case X_BDAT:
+		if (s->reply.code / 100 != 2 && !t->failed) {
+			server_fail(s, t->e, kind_of(s->reply.code, PERR_UNAVAILABLE),
+				    "server refused the message");
+			t->failed = 1;
+		}
+		break;
+	default: /* X_LAST */
+		final_reply(b, t, x->msg);
+		break;
+	}
+	if (x->kind != X_RSET) {
+		t->nexp--;
+		maybe_settle(b, x->msg);
+	}
+}
+
+/* Read the 221 within a short grace; its absence changes nothing. */
+static void quit_reply(struct smtp *s)
+{
+	struct perr tmp;
+	int ms = s->conn.timeout_ms < QUIT_GRACE_MS ? s->conn.timeout_ms : QUIT_GRACE_MS;
+
+	perr_clear(&tmp);
+	s->conn.deadline = mono_ms() + ms;
+	if (read_reply_armed(s, ST_QUIT, &tmp) < 0)
+		log_event("no reply to QUIT within %d ms; closing", ms);
+}
+
+/* Send what is buffered (one write) and read replies until at most keep
+ * are outstanding. */
+static int pump(struct batch *b, size_t keep)
+{
+	struct smtp *s = b->s;
+	int bdat = (s->caps.flags & SMTP_CAP_CHUNKING) != 0;
+
+	if (b->broken)
+		return -1;
+	if (b->count <= keep)
+		return 0;
+	if (s->conn.wlen && flush(s, ST_COUNT, b->e) < 0) {
+		b->broken = 1;
+		return -1;
+	}
+	while (b->count > keep) {
+		struct expect x = b->ring[b->head];
+
+		b->head = (b->head + 1) % RING;
+		b->count--;
+		if (x.kind == X_QUIT) {
+			quit_reply(s);
+			continue;
+		}
+		if (read_reply(s, state_of(&x, bdat), b->e) < 0) {
+			b->broken = 1;
+			return -1;
+		}
+		on_reply(b, &x);
+		if (b->broken)
+			return -1;
 	}
 	return 0;
 }
 
+/* The window is full: wait until half of it is free (taking every reply
+ * that has arrived on the way), so that the next flight carries half a
+ * window of messages rather than one message per reply. */
+static int make_room(struct batch *b)
+{
+	while (b->inflight > WINDOW / 2 && b->count > 0) {
+		if (pump(b, b->count - 1) < 0)
+			return -1;
+		while (b->count > 0 && conn_readable_now(&b->s->conn))
+			if (pump(b, b->count - 1) < 0)
+				return -1;
+	}
+	return 0;
+}
+
+/* Record that one more reply will come; without PIPELINING wait for it
+ * at once. */
+static int expect(struct batch *b, enum xkind kind, size_t msg, size_t rcpt)
+{
+	if (b->count == RING && pump(b, RING / 2) < 0)
+		return -1;
+	b->ring[(b->head + b->count) % RING] = (struct expect){ kind, msg, rcpt };
+	b->count++;
+	if (kind != X_AUTH && kind != X_RSET && kind != X_QUIT)
+		tx_of(b, msg)->nexp++;
+	return b->pipelining ? 0 : pump(b, 0);
+}
+
+/* A command that could not be queued (I/O, or the last-guard check in
+ * cmd): the connection is closed, the session is over. */
+static int writer_fail(struct batch *b, struct perr *e)
+{
+	if (e != b->e)
+		*b->e = *e;
+	conn_close(&b->s->conn);
+	b->broken = 1;
+	return -1;
+}
+
+/* Close the connection on purpose, so that a message cannot go out. */
+static int close_on_purpose(struct batch *b, size_t i, const char *why)
+{
+	local_fail(b->s, b->e, PERR_TEMP, "connection closed after message %zu of this session "
+		   "%s; not attempted", i + 1, why);
+	conn_close(&b->s->conn);
+	b->broken = 1;
+	return -1;
+}
+
+static int write_envelope(struct batch *b, size_t i, int bdat)
+{
+	struct smtp *s = b->s;
+	const struct smtp_envelope *env = b->msgs[i].env;
+	struct txn *t = tx_of(b, i);
+	struct perr *e = t->e;
+
+	if (b->need_rset) {
+		b->need_rset = 0;
+		if (cmd(s, b->e, "RSET") < 0)
+			return writer_fail(b, b->e);
+		if (expect(b, X_RSET, i, 0) < 0)
+			return -1;
+	}
+	if (mail_cmd(s, env, e) < 0)
+		return writer_fail(b, e);
+	if (expect(b, X_MAIL, i, 0) < 0)
+		return -1;
+	if (t->failed) /* without PIPELINING: the refusal is known already */
+		return 0;
+	for (size_t r = 0; r < env->nrcpts; r++) {
+		if (rcpt_cmd(s, env, r, e) < 0)
+			return writer_fail(b, e);
+		if (expect(b, X_RCPT, i, r) < 0)
+			return -1;
+	}
+	if (bdat || t->failed)
+		return 0;
+	if (cmd(s, e, "DATA") < 0)
+		return writer_fail(b, e);
+	return expect(b, X_DATA, i, 0);
+}
+
+/* Fill io->in from the source and encode it into out; see next_chunk. */
+static int body_chunk(struct batch *b, size_t i, unsigned char *out, size_t *len)
+{
+	struct smtp_msg *m = &b->msgs[i];
+
+	b->io.out = out;
+	return next_chunk(b->s, m->src, m->src_ctx, &b->io, len, &m->err);
+}
+
+/* The message's bytes could not be read: nothing more of it may go out,
+ * and after a partial body only closing makes sure of that. */
+static int source_failed(struct batch *b, size_t i)
+{
+	struct txn *t = tx_of(b, i);
+
+	t->failed = 1;
+	return close_on_purpose(b, i, "could not be read to its end");
+}
+
+static int write_data_body(struct batch *b, size_t i)
+{
+	struct smtp *s = b->s;
+	struct txn *t = tx_of(b, i);
+	unsigned char *out = b->io.slot[0];
+	size_t n, k;
+	int rc;
+
+	body_init(&b->io.b, 1);
+	while ((rc = body_chunk(b, i, out, &n)) > 0) {
+		if (conn_write(&s->conn, out, n, b->e) < 0)
+			return writer_fail(b, b->e);
+		b->io.sent += n;
+	}
+	if (rc < 0)
+		return source_failed(b, i);
+	k = body_finish(&b->io.b, out);
+	b->io.sent += k;
+	memcpy(out + k, ".\r\n", 3);
+	log_event("message sent: %llu bytes", (unsigned long long)b->io.sent);
+	log_wire('C', ".", 1);
+	if (conn_write(&s->conn, out, k + 3, b->e) < 0)
+		return writer_fail(b, b->e);
+	t->final_sent = 1;
+	return expect(b, X_LAST, i, 0);
+}
+
 /* BDAT: each chunk is encoded one step ahead, so that the last one goes
  * out as "BDAT n LAST" together with the final CRLF. */
-static int send_bdat(struct smtp *s, smtp_source_fn src, void *ctx, struct body_io *io,
-		     struct perr *e)
+static int write_bdat_body(struct batch *b, size_t i)
 {
-	int window = (s->caps.flags & SMTP_CAP_PIPELINING) ? BDAT_WINDOW : 0;
-	int outstanding = 0, failed = 0, more;
-	unsigned char *pending = io->slot[0], *ahead = io->slot[1], *tmp;
+	struct smtp *s = b->s;
+	struct txn *t = tx_of(b, i);
+	unsigned char *pending = b->io.slot[0], *ahead = b->io.slot[1], *tmp;
 	size_t plen = 0, alen = 0;
+	int more;
 
-	body_init(&io->b, 0);
-	io->out = pending;
-	more = next_chunk(s, src, ctx, io, &plen, e);
-	while (more >= 0) {
-		if (more) {
-			io->out = ahead;
-			more = next_chunk(s, src, ctx, io, &alen, e);
-			if (more < 0)
-				break;
+	body_init(&b->io.b, 0);
+	more = body_chunk(b, i, pending, &plen);
+	for (;;) {
+		if (more > 0)
+			more = body_chunk(b, i, ahead, &alen);
+		if (more < 0)
+			return source_failed(b, i);
+		if (!more)
+			plen += body_finish(&b->io.b, pending + plen);
+		if (cmd(s, b->e, more ? "BDAT %zu" : "BDAT %zu LAST", plen) < 0 ||
+		    conn_write(&s->conn, pending, plen, b->e) < 0)
+			return writer_fail(b, b->e);
+		b->io.sent += plen;
+		if (!more) {
+			t->final_sent = 1;
+			log_event("message sent: %llu bytes", (unsigned long long)b->io.sent);
+			return expect(b, X_LAST, i, 0);
 		}
-		if (!more)
-			plen += body_finish(&io->b, pending + plen);
-		if (cmd(s, e, more ? "BDAT %zu" : "BDAT %zu LAST", plen) < 0)
+		if (expect(b, X_BDAT, i, 0) < 0 || pump(b, BDAT_WINDOW) < 0)
 			return -1;
-		if (conn_write(&s->conn, pending, plen, e) < 0)
-			return io_fail(s, e, IO_SEND, ST_BODY);
-		io->sent += plen;
-		outstanding++;
-		if (!more)
-			break;
+		if (t->failed || b->auth_failed)
+			return 0; /* RFC 3030: no further chunk after a refused one */
 		tmp = pending;
 		pending = ahead;
 		ahead = tmp;
 		plen = alen;
-		if (bdat_replies(s, &outstanding, window, &failed, e) < 0)
-			return -1;
-		if (failed)
-			break;
 	}
-	if (more < 0)
-		return -1;
-	if (!failed)
-		log_event("message sent: %llu bytes", (unsigned long long)io->sent);
-	if (bdat_replies(s, &outstanding, failed ? 0 : 1, &failed, e) < 0)
-		return -1;
-	if (failed)
-		return -1;
-	if (flush(s, ST_BDAT, e) < 0)
-		return -1;
-	return final_reply(s, ST_BDAT, e);
 }
 
-static int send_body(struct smtp *s, int bdat, smtp_source_fn src, void *ctx, struct perr *e)
+/* Wait for every reply of message i so far. */
+static int barrier(struct batch *b, size_t i)
 {
-	struct body_io io;
+	struct txn *t = tx_of(b, i);
+
+	while (t->nexp > 0)
+		if (pump(b, b->count - 1) < 0)
+			return -1;
+	return 0;
+}
+
+static int write_body(struct batch *b, size_t i, int bdat)
+{
+	const struct smtp_envelope *env = b->msgs[i].env;
+	struct txn *t = tx_of(b, i);
+
+	if (bdat && (env->nrcpts > 1 || !b->pipelining) && barrier(b, i) < 0)
+		return -1;
+	if (!bdat && barrier(b, i) < 0)
+		return -1;
+	if (!bdat && t->data_open && (t->failed || b->auth_failed))
+		return close_on_purpose(b, i, "had recipients refused after DATA was "
+					"accepted (closing is the only way to send nothing)");
+	if (t->failed || b->auth_failed) {
+		b->need_rset = 1;
+		return 0;
+	}
+	if (!bdat)
+		return write_data_body(b, i);
+	b->need_rset = 1; /* the outcome of BDAT LAST comes later */
+	return write_bdat_body(b, i);
+}
+
+static int write_msg(struct batch *b, size_t i)
+{
+	struct smtp_msg *m = &b->msgs[i];
+	struct txn *t;
+	int bdat = (b->s->caps.flags & SMTP_CAP_CHUNKING) != 0;
 	int rc;
 
-	memset(&io, 0, sizeof io);
-	io.in = xmalloc(BODY_CHUNK);
-	/* Encoded chunks, each with room for body_finish and the final dot. */
-	io.slot[0] = xmalloc(SLOT_SIZE);
-	io.slot[1] = bdat ? xmalloc(SLOT_SIZE) : NULL;
-	rc = bdat ? send_bdat(s, src, ctx, &io, e) : send_data(s, src, ctx, &io, e);
-	free(io.in);
-	free(io.slot[0]);
-	free(io.slot[1]);
+	m->done = m->settled = 0;
+	perr_clear(&m->err);
+	m->reply[0] = '\0';
+	if (precheck(b->s, m->env, &m->err) < 0) {
+		tell(m);
+		return 0;
+	}
+	if (b->inflight >= WINDOW && make_room(b) < 0)
+		return -1;
+	b->next = i + 1;
+	t = tx_of(b, i);
+	memset(t, 0, sizeof *t);
+	t->e = &m->err;
+	t->writing = 1;
+	b->inflight++;
+	if (m->rewind)
+		m->rewind(m->src_ctx);
+	b->io.sent = 0;
+	rc = write_envelope(b, i, bdat);
+	if (rc == 0)
+		rc = write_body(b, i, bdat);
+	t->writing = 0;
+	if (rc == 0)
+		maybe_settle(b, i);
+	return rc;
+}
+
+/* After the session ended early: the messages in flight keep a refusal
+ * the server gave them, or get the session's error.  Messages not
+ * started stay unsettled, and so does every message when the session
+ * ended before the reply to a pipelined AUTH (no reply of a later
+ * command was read either): the caller may try again with AUTH alone. */
+static void unsettled(struct batch *b)
+{
+	if (b->s->auth_pending)
+		return;
+	for (size_t i = 0; i < b->next; i++) {
+		struct smtp_msg *m = &b->msgs[i];
+		struct txn *t = tx_of(b, i);
+
+		if (m->settled)
+			continue;
+		if (b->auth_failed) {
+			m->err = b->auth;
+		} else if (!t->failed) {
+			m->err = *b->e;
+			if (t->final_sent)
+				perr_append(&m->err, " (the message may or may not have been "
+					    "accepted)");
+		}
+		t->writing = 0;
+		t->nexp = 0;
+		tell(m);
+	}
+}
+
+/* Without QUIT to end it, an abandoned transaction gets its RSET now. */
+static void reset_open(struct batch *b)
+{
+	struct smtp *s = b->s;
+	struct perr tmp;
+
+	if (b->broken || !b->need_rset || s->conn.fd < 0 || b->next == 0 ||
+	    b->msgs[b->next - 1].done)
+		return;
+	perr_clear(&tmp);
+	if (cmd(s, &tmp, "RSET") < 0 || transact(s, ST_RSET, &tmp) < 0 ||
+	    s->reply.code / 100 != 2)
+		smtp_close(s);
+}
+
+static int run_batch(struct batch *b, size_t n, int quit)
+{
+	struct smtp *s = b->s;
+
+	if (s->auth_pending && expect(b, X_AUTH, 0, 0) < 0)
+		return -1;
+	for (size_t i = 0; i < n && !b->broken && !b->auth_failed; i++)
+		if (write_msg(b, i) < 0)
+			return -1;
+	if (quit && !b->broken && s->conn.fd >= 0) {
+		/* An open transaction needs no RSET: QUIT ends it. */
+		if (cmd(s, b->e, "QUIT") < 0)
+			return writer_fail(b, b->e);
+		if (expect(b, X_QUIT, 0, 0) < 0)
+			return -1;
+		b->need_rset = 0;
+	}
+	return pump(b, 0);
+}
+
+int smtp_send_batch(struct smtp *s, struct smtp_msg *msgs, size_t n, int quit, struct perr *e)
+{
+	struct batch *b = xcalloc(1, sizeof *b);
+	int rc;
+
+	b->s = s;
+	b->msgs = msgs;
+	b->e = e;
+	b->pipelining = (s->caps.flags & SMTP_CAP_PIPELINING) != 0;
+	for (size_t i = 0; i < n; i++) {
+		msgs[i].settled = msgs[i].done = 0;
+		perr_clear(&msgs[i].err);
+	}
+	if (s->conn.fd < 0) {
+		free(b);
+		return local_fail(s, e, PERR_TEMP, "not connected");
+	}
+	b->io.in = xmalloc(BODY_CHUNK);
+	b->io.slot[0] = xmalloc(SLOT_SIZE);
+	b->io.slot[1] = xmalloc(SLOT_SIZE);
+	rc = run_batch(b, n, quit);
+	if (rc < 0 || b->auth_failed) {
+		if (b->auth_failed)
+			*e = b->auth;
+		unsettled(b);
+		rc = -1;
+	}
+	if (quit || b->broken)
+		smtp_close(s);
+	else
+		reset_open(b);
+	free(b->io.in);
+	free(b->io.slot[0]);
+	free(b->io.slot[1]);
+	free(b);
 	return rc;
 }
 
 int smtp_send(struct smtp *s, const struct smtp_envelope *env, smtp_source_fn src,
 	      void *src_ctx, struct perr *e)
 {
-	int bdat = (s->caps.flags & SMTP_CAP_CHUNKING) != 0;
-	struct txn t;
-	int rc;
+	struct smtp_msg m = { .env = env, .src = src, .src_ctx = src_ctx };
+	struct perr se;
 
-	if (precheck(s, env, e) < 0)
-		return -1;
-	memset(&t, 0, sizeof t);
-	t.e = e;
-	if (s->caps.flags & SMTP_CAP_PIPELINING)
-		rc = envelope_pipelined(s, env, bdat, &t);
-	else
-		rc = envelope_serial(s, env, bdat, &t);
-	if (rc < 0) {
-		abandon(s, 0); /* I/O failures closed it; a bad command was not sent */
+	perr_clear(&se);
+	if (smtp_send_batch(s, &m, 1, 0, &se) < 0 && !m.settled) {
+		if (e)
+			*e = se;
 		return -1;
 	}
-	if (t.failed) {
-		abandon(s, t.data_open);
-		return -1;
-	}
-	if (send_body(s, bdat, src, src_ctx, e) < 0) {
-		/* Too late for RSET after a half-sent body: closing without
-		 * the end marker is the only way to be sure nothing goes out.
-		 * A refusal read from the server leaves the session usable. */
-		if (e && e->code && s->conn.fd >= 0 && (e->code / 100 == 4 || e->code / 100 == 5)) {
-			if (bdat)
-				abandon(s, 0);
-		} else {
-			smtp_close(s);
-		}
-		return -1;
-	}
-	return 0;
+	if (!m.done && e)
+		*e = m.err;
+	return m.done ? 0 : -1;
 }
 
 /* ---- closing ------------------------------------------------------------ */

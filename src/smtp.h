@@ -66,6 +66,12 @@ struct smtp_params {
 	const char *user;
 	const char *secret;          /* not copied; owned by struct secret */
 	size_t secret_len;
+	/* 1: with PIPELINING offered, a one-line AUTH (PLAIN, EXTERNAL: one
+	 * round trip, no security layer; RFC 4954 section 4) stays in the
+	 * write buffer and goes out with the first transaction; smtp_open
+	 * then returns before its reply, which the next smtp_send_batch (or
+	 * smtp_send) reads first.  0: smtp_open waits for 235 (--probe). */
+	int pipeline_auth;
 };
 
 struct smtp {
@@ -73,6 +79,7 @@ struct smtp {
 	struct conn conn;
 	struct smtp_caps caps;
 	int tls_active;
+	int auth_pending;            /* AUTH written ahead, its reply not read */
 	struct reply reply;          /* the last reply read */
 };
 
@@ -107,6 +114,38 @@ typedef long (*smtp_source_fn)(void *ctx, unsigned char *buf, size_t cap, struct
  * body.c on the way out. */
 int smtp_send(struct smtp *s, const struct smtp_envelope *env, smtp_source_fn src,
 	      void *src_ctx, struct perr *e);
+
+/* One message of smtp_send_batch: what to send, and its outcome. */
+struct smtp_msg {
+	const struct smtp_envelope *env;
+	smtp_source_fn src;
+	void *src_ctx;
+	void (*rewind)(void *src_ctx);  /* called before the bytes are read; may be NULL */
+	int done;                       /* out: 1 delivered */
+	int settled;                    /* out: 1 done or err is this message's own outcome */
+	struct perr err;                /* out: when settled and not done */
+	char reply[512];                /* out: the server's final reply when done */
+	/* Called once, as soon as the message settles (while the session
+	 * goes on with later messages); may be NULL. */
+	void (*on_settled)(struct smtp_msg *m);
+	void *ctx;                      /* the caller's, for on_settled */
+};
+
+/* Send the messages in order over the session, pipelined when the server
+ * offers PIPELINING: the commands of the next message go out with the end
+ * of the previous one (and with the pending AUTH), a bounded number of
+ * messages and replies ahead, so a flush of many messages costs about one
+ * round trip per flight rather than several per message.  With quit, QUIT
+ * goes out with the last commands and the connection is closed after a
+ * short grace for its 221.  Each message's outcome is exact: a refusal in
+ * the middle touches no other message.  Returns 0 when every message
+ * settled; -1 when the session ended early (connection lost, a reply that
+ * makes no sense, AUTH refused): e says why, and the messages not settled
+ * were not delivered as far as postern knows.  When it ended before the
+ * reply to a pipelined AUTH, s->auth_pending is still 1 and no message is
+ * settled: a server that does not take AUTH pipelined may be tried again
+ * with pipeline_auth = 0. */
+int smtp_send_batch(struct smtp *s, struct smtp_msg *msgs, size_t n, int quit, struct perr *e);
 
 /* QUIT (not waiting long for 221) and close. */
 void smtp_quit(struct smtp *s);

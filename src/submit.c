@@ -4,6 +4,7 @@
 
 #include <netdb.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -88,9 +89,13 @@ static void fill_params(struct smtp_params *p, const struct account *a, const st
 	p->user = a->user;
 	p->secret = s ? s->value : NULL;
 	p->secret_len = s ? s->len : 0;
+	p->pipeline_auth = 1;
 }
 
-/* Open a session on the first port that accepts a connection. */
+/* Open a session on the first port that accepts a connection.  A one-line
+ * AUTH is left in the write buffer for the first transaction (RFC 4954
+ * section 4, RFC 2920): the secret is resolved before connecting, so
+ * nothing has to wait for 235. */
 static int open_session(struct smtp *session, struct smtp_params *p, const struct account *a,
 			const struct secret *s, struct perr *e)
 {
@@ -109,68 +114,129 @@ static int open_session(struct smtp *session, struct smtp_params *p, const struc
 	return -1;
 }
 
-/* A failure that leaves the session unusable for further transactions:
- * the connection is gone, or no reply came (timeout, drop), or the
- * server's bytes made no sense. */
-static int session_broken(const struct smtp *session, const struct perr *e)
-{
-	return session->conn.fd < 0 || e->kind == PERR_PROTOCOL ||
-	       (e->kind == PERR_TEMP && e->code == 0);
-}
-
 static void finish(struct submit_job *j)
 {
 	if (j->finished)
 		j->finished(j);
 }
 
+/* What submit_batch knows of a session, for settled(). */
+struct batch_ctx {
+	const struct account *a;
+	unsigned port;
+	char tls[sizeof ((struct submit_job *)0)->tls];
+};
+
+struct msg_ctx {
+	struct batch_ctx *bc;
+	struct submit_job *job;
+};
+
+/* A message's outcome is known: into its job, and tell the caller. */
+static void settled(struct smtp_msg *m)
+{
+	struct msg_ctx *mc = m->ctx;
+	struct submit_job *j = mc->job;
+
+	j->port = mc->bc->port;
+	str_copy(j->tls, mc->bc->tls, sizeof j->tls);
+	j->done = m->done;
+	if (j->done) {
+		str_copy(j->reply, m->reply, sizeof j->reply);
+		perr_clear(&j->err);
+	} else {
+		j->err = m->err;
+		advise(&j->err, mc->bc->a, mc->bc->port);
+	}
+	finish(j);
+}
+
+/* Every job the session did not settle gets its error. */
+static void rest_fail(struct submit_job *jobs, const struct smtp_msg *msgs, size_t njobs,
+		      const struct perr *e, unsigned port)
+{
+	for (size_t i = 0; i < njobs; i++) {
+		if (msgs && msgs[i].settled)
+			continue;
+		jobs[i].done = 0;
+		jobs[i].err = *e;
+		jobs[i].port = port;
+		finish(&jobs[i]);
+	}
+}
+
+/* The session ended before the reply to the pipelined AUTH (RFC 4954
+ * allows it, but a server may drop a client that sends commands behind
+ * AUTH): once more on the same port, AUTH on its own, for the messages
+ * not settled.  Costs one round trip more. */
+static int auth_alone(struct smtp *session, struct smtp_params *p, const struct account *a,
+		      struct smtp_msg *msgs, size_t njobs, struct perr *e)
+{
+	struct smtp_msg *again;
+	size_t *idx, n = 0;
+	int rc;
+
+	log_event("%s; trying again with AUTH on its own", e->text);
+	p->pipeline_auth = 0;
+	perr_clear(e);
+	if (smtp_open(session, p, e) < 0)
+		return -1;
+	again = xcalloc(njobs ? njobs : 1, sizeof *again);
+	idx = xcalloc(njobs ? njobs : 1, sizeof *idx);
+	for (size_t i = 0; i < njobs; i++)
+		if (!msgs[i].settled) {
+			idx[n] = i;
+			again[n++] = msgs[i];
+		}
+	rc = smtp_send_batch(session, again, n, 1, e);
+	for (size_t k = 0; k < n; k++)
+		msgs[idx[k]] = again[k];
+	free(again);
+	free(idx);
+	(void)a;
+	return rc;
+}
+
+/* One session for every job: smtp_send_batch pipelines the transactions
+ * (and QUIT) behind the AUTH that smtp_open left in the write buffer. */
 int submit_batch(const struct account *a, const struct secret *s, struct submit_job *jobs,
 		 size_t njobs, struct perr *e)
 {
 	struct smtp_params p;
 	struct smtp session;
-	size_t i;
+	struct smtp_msg *msgs;
+	struct msg_ctx *mcs;
+	struct batch_ctx bc;
+	int rc;
 
 	if (open_session(&session, &p, a, s, e) < 0) {
-		for (i = 0; i < njobs; i++) {
-			jobs[i].err = *e;
-			jobs[i].port = p.port;
-			finish(&jobs[i]);
-		}
+		rest_fail(jobs, NULL, njobs, e, p.port);
 		return -1;
 	}
-	for (i = 0; i < njobs; i++) {
-		struct submit_job *j = &jobs[i];
-
-		perr_clear(&j->err);
-		if (j->rewind)
-			j->rewind(j->src_ctx);
-		j->done = smtp_send(&session, j->env, j->src, j->src_ctx, &j->err) == 0;
-		j->port = p.port;
-		str_copy(j->tls, tls_describe(&session.conn), sizeof j->tls);
-		if (j->done) {
-			char text[400];
-
-			reply_oneline(&session.reply, text, sizeof text);
-			snprintf(j->reply, sizeof j->reply, "%d%s%s %s", session.reply.code,
-				 session.reply.enhanced[0] ? " " : "", session.reply.enhanced, text);
-			finish(j);
-			continue;
-		}
-		advise(&j->err, a, p.port);
-		finish(j);
-		if (session_broken(&session, &j->err)) {
-			*e = j->err;
-			for (i++; i < njobs; i++) {
-				jobs[i].err = *e;
-				jobs[i].port = p.port;
-				finish(&jobs[i]);
-			}
-			/* After a timeout or a broken stream, QUIT would only wait. */
-			smtp_close(&session);
-			return -1;
-		}
+	bc.a = a;
+	bc.port = p.port;
+	/* tls_describe needs the live connection: the batch closes it. */
+	str_copy(bc.tls, tls_describe(&session.conn), sizeof bc.tls);
+	msgs = xcalloc(njobs ? njobs : 1, sizeof *msgs);
+	mcs = xcalloc(njobs ? njobs : 1, sizeof *mcs);
+	for (size_t i = 0; i < njobs; i++) {
+		mcs[i] = (struct msg_ctx){ .bc = &bc, .job = &jobs[i] };
+		msgs[i].env = jobs[i].env;
+		msgs[i].src = jobs[i].src;
+		msgs[i].src_ctx = jobs[i].src_ctx;
+		msgs[i].rewind = jobs[i].rewind;
+		msgs[i].on_settled = settled;
+		msgs[i].ctx = &mcs[i];
 	}
-	smtp_quit(&session);
-	return 0;
+	perr_clear(e);
+	rc = smtp_send_batch(&session, msgs, njobs, 1, e);
+	if (rc < 0 && session.auth_pending)
+		rc = auth_alone(&session, &p, a, msgs, njobs, e);
+	if (rc < 0) {
+		advise(e, a, p.port);
+		rest_fail(jobs, msgs, njobs, e, p.port);
+	}
+	free(mcs);
+	free(msgs);
+	return rc;
 }

@@ -206,10 +206,12 @@ def _is_master(pid):
 class PostfixLab:
     """users: {"login@domain": "password"}; size_limit: message_size_limit
     (0: none); extra: more main.cf lines; lifetime: seconds the instance
-    may live whatever happens."""
+    may live whatever happens; base: the directory to create the
+    instance's directory in (default: $TMPDIR or /tmp)."""
 
-    def __init__(self, cert, key, users, size_limit=20480000, extra="", lifetime=600):
-        self.d = tempfile.mkdtemp(prefix="postern-postfix-")
+    def __init__(self, cert, key, users, size_limit=20480000, extra="", lifetime=600,
+                 base=None):
+        self.d = tempfile.mkdtemp(prefix="postern-postfix-", dir=base)
         self.lifetime = lifetime
         self.watchdog = None
         d = self.d

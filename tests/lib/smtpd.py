@@ -82,6 +82,9 @@ Config keys (all optional):
                                             STARTTLS
                     ["abort"]               drop the connection at once,
                                             inside TLS without close_notify
+                    ["recv_alone"]          read one line (recorded); close
+                                            the connection when more bytes
+                                            came with it
                   after the last step the connection is read until EOF.
                   With tls = "implicit" the raw server speaks TLS from the
                   first byte.
@@ -488,13 +491,15 @@ def run_aiosmtpd(cfg, rec, loop):
             followed by exactly n bytes, taken as they are."""
             if not cfg.get("chunking"):
                 return await self.push('500 Error: command "BDAT" not recognized')
-            if await self.check_helo_needed() or await self.check_auth_needed("BDAT"):
-                return
             m = re.fullmatch(r"(\d{1,10})( +LAST)?", (arg or "").strip(), re.I)
             if not m:
                 return await self.push("501 5.5.4 Syntax: BDAT size [LAST]")
+            # RFC 3030: the chunk is read (and dropped) even when the
+            # command is refused, or its bytes would be taken as commands.
             size = int(m.group(1))
             chunk = await self._reader.readexactly(size) if size else b""
+            if await self.check_helo_needed() or await self.check_auth_needed("BDAT"):
+                return
             if not self.envelope.rcpt_tos:
                 return await self.push("503 5.5.1 Error: need RCPT command")
             buf = getattr(self.envelope, "postern_bdat", None)
@@ -682,6 +687,20 @@ async def _step_tls(cfg, rec, conn, reader, writer, step):
     return False
 
 
+async def _step_recv_alone(cfg, rec, conn, reader, writer, step):
+    """Read one line; close the connection when more bytes came with it
+    (a server that does not take commands pipelined behind this one)."""
+    line = await reader.readline()
+    if not line:
+        rec.event(conn, "*", "EOF from client")
+        return True
+    rec.command(conn, line, len(reader._buffer))
+    if reader._buffer:
+        rec.event(conn, "*", "more commands came with it: closing")
+        return True
+    return False
+
+
 async def _step_abort(cfg, rec, conn, reader, writer, step):
     rec.event(conn, "*", "aborting the connection")
     writer.transport.abort()
@@ -691,7 +710,7 @@ async def _step_abort(cfg, rec, conn, reader, writer, step):
 RAW_EXTRA_STEPS = {
     "sendraw": _step_sendraw, "repeat": _step_repeat, "stream": _step_stream,
     "trickle": _step_trickle, "recv_until": _step_recv_until, "recvraw": _step_recvraw,
-    "tls": _step_tls, "abort": _step_abort,
+    "tls": _step_tls, "abort": _step_abort, "recv_alone": _step_recv_alone,
 }
 
 

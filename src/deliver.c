@@ -477,7 +477,7 @@ int deliver_message(const struct config *cfg, const struct deliver_req *req, str
 		.nrcpts = st.r.n,
 		.body_8bit = m->has_8bit || (req->body_type && str_ieq(req->body_type, "8BITMIME")),
 		.smtputf8 = st.r.utf8 || addr_is_utf8(sender),
-		.size = (unsigned long long)message_size(m),
+		.size = (unsigned long long)message_wire_size(m),
 		.dsn_notify = req->dsn_notify ? req->dsn_notify : a->dsn_notify,
 		.dsn_return = req->dsn_return ? req->dsn_return : a->dsn_return,
 		.dsn_envid = req->dsn_envid,
@@ -625,6 +625,7 @@ int deliver_flush(const struct config *cfg, int due_only, void (*notice)(const c
 
 	if (open_queue(&q, e) < 0)
 		return -1;
+	q.lazy_sync = 1;
 	/* Claim everything: an account whose hold just ended sends all its
 	 * messages even under --due (flush_account picks). */
 	if (queue_claim(&q, NULL, 0, time(NULL), &items, &n, e) < 0) {

@@ -611,6 +611,8 @@ int queue_open(struct queue *q, const char *dir, struct perr *e)
 	struct stat st;
 
 	q->dirfd = -1;
+	q->lazy_sync = 0;
+	q->dirty = 0;
 	q->dir = dir ? xstrdup(dir) : default_dir(geteuid(), e);
 	if (!q->dir)
 		return -1;
@@ -642,8 +644,22 @@ fail:
 	return -1;
 }
 
+int queue_sync(struct queue *q)
+{
+	int rc = 0;
+
+	if (q->dirty && q->dirfd >= 0) {
+		rc = sync_sub(q, "env");
+		if (sync_sub(q, "msg") < 0)
+			rc = -1;
+		q->dirty = 0;
+	}
+	return rc;
+}
+
 void queue_close(struct queue *q)
 {
+	queue_sync(q);
 	if (q->dirfd >= 0)
 		close(q->dirfd);
 	q->dirfd = -1;
@@ -1047,13 +1063,16 @@ int queue_done(struct queue *q, struct queue_item *it, struct perr *e)
 	hook();
 	if (unlinkat(q->dirfd, path, 0) < 0 && errno != ENOENT)
 		rc = io_err(e, q, "remove a delivered message (it may be sent again)", errno);
+	else if (q->lazy_sync)
+		q->dirty = 1;
 	else if (sync_sub(q, "env") < 0)
 		rc = io_err(e, q, "sync env/ (a delivered message may be sent again)", errno);
 	hook();
 	if (rc == 0) {
 		snprintf(path, sizeof path, "msg/%s", it->env.id);
 		unlinkat(q->dirfd, path, 0);
-		sync_sub(q, "msg");
+		if (!q->lazy_sync)
+			sync_sub(q, "msg");
 	}
 	queue_release(it);
 	return rc;

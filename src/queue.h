@@ -34,6 +34,13 @@
 struct queue {
 	char *dir;      /* the spool directory */
 	int dirfd;
+	/* Set by a flusher: queue_done leaves the directory fsyncs to
+	 * queue_sync (or queue_close), one per batch instead of one per
+	 * message.  A removal is visible to every process at once; only a
+	 * power loss before the sync can bring a delivered message back (sent
+	 * twice, never lost). */
+	int lazy_sync;
+	int dirty;
 };
 
 /* Envelope and delivery state of one queued message. */
@@ -58,6 +65,8 @@ struct queue_env {
  * directory and the fix. */
 int queue_open(struct queue *q, const char *dir, struct perr *e);
 void queue_close(struct queue *q);
+/* fsync what lazy_sync left; 0 or -1 (nothing to report but a warning). */
+int queue_sync(struct queue *q);
 
 /* Spool a message durably; fills env->id, env->size (bytes of msg/ID),
  * env->created (now) and env->next_try (now + queue_backoff(attempts): set

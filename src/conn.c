@@ -162,6 +162,28 @@ int conn_wait(struct conn *c, int want, struct perr *e)
 
 /* ---- connect ------------------------------------------------------------ */
 
+/* Happy Eyeballs (RFC 8305, simplified): the addresses are tried with the
+ * two families interleaved; an attempt that has not finished after
+ * EYEBALLS_DELAY_MS gets company from the next one (a failed attempt starts
+ * the next at once); the first to connect wins and the rest are closed.
+ * One deadline bounds the whole. */
+#define EYEBALLS_DELAY_MS 250
+/* Addresses tried per name at most (and attempts in flight at once). */
+#define CONN_MAX_ADDRS 32
+
+struct eyeballs {
+	struct conn *c;
+	const char *host;
+	unsigned port;
+	const struct addrinfo *order[CONN_MAX_ADDRS];
+	size_t n, next;                   /* addresses; the next one to start */
+	struct pollfd pfd[CONN_MAX_ADDRS]; /* attempts in flight */
+	size_t idx[CONN_MAX_ADDRS];       /* order index of each pfd */
+	size_t nlive;
+	int64_t next_start;               /* when the next attempt may start */
+	int worst;                        /* the most telling errno so far */
+};
+
 /* How bad a connect failure is as the one to report: a time-out tells the
  * user most (a blocked port), an unreachable IPv6 route the least. */
 static int err_rank(int err)
@@ -181,51 +203,160 @@ static int err_rank(int err)
 	}
 }
 
-/* One non-blocking connect to ai within the timeout.  Returns the fd, or
- * -1 with *err set to an errno value (ETIMEDOUT for the deadline). */
-static int connect_one(struct conn *c, const struct addrinfo *ai, int *err)
-{
-	int fd, one = 1, soerr = 0;
-	socklen_t len = sizeof soerr;
-
-	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-	if (fd < 0) {
-		*err = errno;
-		return -1;
-	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-		return fd;
-	if (errno != EINPROGRESS && errno != EINTR) {
-		*err = errno;
-		close(fd);
-		return -1;
-	}
-	conn_arm(c);
-	switch (poll_until(fd, POLLOUT, c->deadline)) {
-	case 0:
-		*err = ETIMEDOUT;
-		close(fd);
-		return -1;
-	case -1:
-		*err = errno;
-		close(fd);
-		return -1;
-	}
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
-		soerr = errno;
-	if (soerr) {
-		*err = soerr;
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 static void numeric_addr(const struct addrinfo *ai, char *buf, size_t cap)
 {
 	if (getnameinfo(ai->ai_addr, ai->ai_addrlen, buf, cap, NULL, 0, NI_NUMERICHOST) != 0)
 		str_copy(buf, "?", cap);
+}
+
+/* Put the addresses in trying order: the family of the first one (the
+ * resolver's preference, IPv6 where it is usable), then the other family,
+ * alternating; each family keeps the resolver's order. */
+static void order_addrs(struct eyeballs *eb, const struct addrinfo *res)
+{
+	const struct addrinfo *first[CONN_MAX_ADDRS], *other[CONN_MAX_ADDRS], *ai;
+	size_t nf = 0, no = 0, i = 0, j = 0;
+
+	for (ai = res; ai && nf + no < CONN_MAX_ADDRS; ai = ai->ai_next) {
+		if (ai->ai_family == res->ai_family)
+			first[nf++] = ai;
+		else
+			other[no++] = ai;
+	}
+	eb->n = 0;
+	while (i < nf || j < no) {
+		if (i < nf)
+			eb->order[eb->n++] = first[i++];
+		if (j < no)
+			eb->order[eb->n++] = other[j++];
+	}
+}
+
+/* An attempt failed with err: log it and keep the most telling error. */
+static void attempt_failed(struct eyeballs *eb, size_t k, int err)
+{
+	char num[sizeof eb->c->addr];
+
+	numeric_addr(eb->order[k], num, sizeof num);
+	log_event("%s port %u: %s", num, eb->port, strerror(err));
+	if (!eb->worst || err_rank(err) > err_rank(eb->worst))
+		eb->worst = err;
+	eb->next_start = mono_ms(); /* a failure starts the next at once */
+}
+
+/* The connection is up on fd (address k): close every other attempt. */
+static int attempt_won(struct eyeballs *eb, size_t k, int fd)
+{
+	size_t i;
+
+	for (i = 0; i < eb->nlive; i++)
+		if (eb->pfd[i].fd != fd)
+			close(eb->pfd[i].fd);
+	eb->nlive = 0;
+	eb->c->fd = fd;
+	numeric_addr(eb->order[k], eb->c->addr, sizeof eb->c->addr);
+	log_event("connected to %s port %u", eb->c->addr, eb->port);
+	return 1;
+}
+
+/* Start a non-blocking connect to the next address.  Returns 1 when it
+ * connected at once, 0 otherwise (in flight, or failed and recorded). */
+static int start_attempt(struct eyeballs *eb)
+{
+	size_t k = eb->next++;
+	const struct addrinfo *ai = eb->order[k];
+	char num[sizeof eb->c->addr];
+	int fd, one = 1;
+
+	numeric_addr(ai, num, sizeof num);
+	log_event("connecting to %s (%s) port %u", eb->host, num, eb->port);
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+	if (fd < 0) {
+		attempt_failed(eb, k, errno);
+		return 0;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+		return attempt_won(eb, k, fd);
+	if (errno != EINPROGRESS && errno != EINTR) {
+		attempt_failed(eb, k, errno);
+		close(fd);
+		return 0;
+	}
+	eb->pfd[eb->nlive] = (struct pollfd){ .fd = fd, .events = POLLOUT };
+	eb->idx[eb->nlive++] = k;
+	eb->next_start = mono_ms() + EYEBALLS_DELAY_MS;
+	return 0;
+}
+
+/* Drop in-flight attempt i (closing its socket). */
+static void drop_attempt(struct eyeballs *eb, size_t i)
+{
+	close(eb->pfd[i].fd);
+	eb->nlive--;
+	eb->pfd[i] = eb->pfd[eb->nlive];
+	eb->idx[i] = eb->idx[eb->nlive];
+}
+
+/* Look at the attempts poll reported.  Returns 1 when one connected. */
+static int reap_attempts(struct eyeballs *eb)
+{
+	size_t i = 0;
+
+	while (i < eb->nlive) {
+		int soerr = 0;
+		socklen_t len = sizeof soerr;
+
+		if (!eb->pfd[i].revents) {
+			i++;
+			continue;
+		}
+		if (getsockopt(eb->pfd[i].fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+			soerr = errno;
+		if (!soerr && (eb->pfd[i].revents & POLLOUT))
+			return attempt_won(eb, eb->idx[i], eb->pfd[i].fd);
+		attempt_failed(eb, eb->idx[i], soerr ? soerr : ECONNREFUSED);
+		drop_attempt(eb, i);
+	}
+	return 0;
+}
+
+/* Run the attempts until one connects (1), every address failed or the
+ * deadline passed (0; eb->worst says why), or poll failed (-1). */
+static int race(struct eyeballs *eb)
+{
+	for (;;) {
+		int64_t now = mono_ms(), until = eb->c->deadline;
+		int rc;
+
+		if (now >= eb->c->deadline) {
+			for (size_t i = 0; i < eb->nlive; i++)
+				attempt_failed(eb, eb->idx[i], ETIMEDOUT);
+			while (eb->nlive > 0)
+				drop_attempt(eb, eb->nlive - 1);
+			return 0;
+		}
+		if (eb->next < eb->n && (eb->nlive == 0 || now >= eb->next_start)) {
+			if (start_attempt(eb))
+				return 1;
+			continue;
+		}
+		if (eb->nlive == 0)
+			return 0;
+		if (eb->next < eb->n && eb->next_start < until)
+			until = eb->next_start;
+		rc = poll(eb->pfd, eb->nlive, (int)(until - now > 60000 ? 60000 : until - now));
+		if (rc < 0 && errno != EINTR) {
+			int err = errno;
+
+			while (eb->nlive > 0)
+				drop_attempt(eb, eb->nlive - 1);
+			errno = err;
+			return -1;
+		}
+		if (rc > 0 && reap_attempts(eb))
+			return 1;
+	}
 }
 
 static int connect_error(struct conn *c, int err, struct perr *e)
@@ -251,9 +382,10 @@ static int connect_error(struct conn *c, int err, struct perr *e)
 int conn_connect(struct conn *c, const char *host, unsigned port, struct perr *e)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-	struct addrinfo *res, *ai;
+	struct addrinfo *res;
+	struct eyeballs eb = { .c = c, .host = host, .port = port };
 	char portstr[16];
-	int rc, worst = 0, err;
+	int rc;
 
 	snprintf(portstr, sizeof portstr, "%u", port);
 	snprintf(c->peer, sizeof c->peer, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
@@ -263,26 +395,16 @@ int conn_connect(struct conn *c, const char *host, unsigned port, struct perr *e
 			 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
 		return at_stage(e, PERR_STAGE_CONNECT, -1);
 	}
-	for (ai = res; ai; ai = ai->ai_next) {
-		char num[sizeof c->addr];
-		int fd;
-
-		numeric_addr(ai, num, sizeof num);
-		log_event("connecting to %s (%s) port %u", host, num, port);
-		fd = connect_one(c, ai, &err);
-		if (fd >= 0) {
-			c->fd = fd;
-			str_copy(c->addr, num, sizeof c->addr);
-			freeaddrinfo(res);
-			log_event("connected to %s port %u", num, port);
-			return 0;
-		}
-		log_event("%s port %u: %s", num, port, strerror(err));
-		if (!worst || err_rank(err) > err_rank(worst))
-			worst = err;
-	}
+	order_addrs(&eb, res);
+	conn_arm(c); /* one timeout for all the attempts together */
+	rc = race(&eb);
 	freeaddrinfo(res);
-	return connect_error(c, worst ? worst : EHOSTUNREACH, e);
+	if (rc > 0)
+		return 0;
+	if (rc < 0)
+		return at_stage(e, PERR_STAGE_CONNECT,
+				perr_set(e, PERR_TEMP, "%s: poll failed: %s", c->peer, strerror(errno)));
+	return connect_error(c, eb.worst ? eb.worst : EHOSTUNREACH, e);
 }
 
 /* ---- plain ops ---------------------------------------------------------- */

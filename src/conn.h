@@ -59,7 +59,10 @@ struct conn {
 void conn_init(struct conn *c, int timeout_s);
 
 /* Resolve host with getaddrinfo and connect to port, trying every address
- * (IPv6 and IPv4) in turn, each bounded by the timeout; TCP_NODELAY is set.
+ * (IPv6 and IPv4) Happy-Eyeballs style: families interleaved, a new
+ * attempt every 250 ms (at once after a failure) while the earlier ones
+ * stay open, the first to connect wins; one timeout bounds them all
+ * (conn_connect arms it).  TCP_NODELAY is set.
  * On failure: kind PERR_TEMP, stage PERR_STAGE_CONNECT, text like
  * "smtp.example.com:587: connection timed out after 30 s" (the caller adds
  * the advice).  A name that does not resolve is PERR_TEMP too. */

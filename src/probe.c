@@ -374,8 +374,9 @@ static void reap(struct probe *pr, pid_t *pids, int64_t limit)
 static int run_children(struct probe *pr, struct perr *e)
 {
 	pid_t pids[PROBE_MAX] = { 0 };
-	/* conn_connect may spend a timeout on each of a name's addresses;
-	 * two timeouts and a little more is the most any child may take. */
+	/* A child spends at most one timeout connecting (all addresses
+	 * together) and one on the session; two timeouts and a little more is
+	 * the most any child may take. */
 	int64_t limit = mono_ms() + (int64_t)pr->a->timeout * 2000 + 3000;
 
 	fflush(NULL);

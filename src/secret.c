@@ -1,6 +1,7 @@
 /* secret.c — the account's secret: password_command (run through /bin/sh
  * with a deadline), the keyring through libsecret (the only file that
- * includes its headers), and the `password` key.  The value is wiped when
+ * includes its headers; the library itself is loaded with dlopen only when
+ * the keyring is asked), and the `password` key.  The value is wiped when
  * freed, and never reaches argv, a child's environment or an error text. */
 #include "autoconf.h"
 
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #ifdef HAVE_LIBSECRET
+#include <dlfcn.h>
 #include <libsecret/secret.h>
 #endif
 
@@ -28,6 +30,8 @@
  * unreachable (a stopped or wedged daemon would otherwise hold us for
  * D-Bus's 25 s default per call); the account's timeout when shorter. */
 #define KEYRING_TIMEOUT_S 5
+/* The library loaded when the keyring is asked (Debian: libsecret-1-0). */
+#define LIBSECRET_SONAME "libsecret-1.so.0"
 
 int secret_needed(const struct account *a)
 {
@@ -216,7 +220,8 @@ enum keyring_state {
 	KEYRING_MISSING,    /* reachable, no entry */
 	KEYRING_NO_SESSION, /* no D-Bus session bus */
 	KEYRING_LOCKED,
-	KEYRING_ERROR, /* the Secret Service did not answer properly */
+	KEYRING_ERROR,	    /* the Secret Service did not answer properly */
+	KEYRING_NO_LIBRARY, /* libsecret cannot be loaded */
 };
 
 #ifdef HAVE_LIBSECRET
@@ -259,21 +264,83 @@ static int session_bus(void)
 	return 1;
 }
 
+/* libsecret (and the GLib it pulls in) is loaded only when the keyring is
+ * really asked: linked in, it would cost every run ~3 MB of memory and
+ * its start-up time even when the secret comes from elsewhere.  The
+ * headers still give the types and prototypes; each function is resolved
+ * by name from the library (GLib's through libsecret's dependencies). */
+#define LIB_FUNCS(X)                                                                               \
+	X(secret_service_get_sync)                                                                 \
+	X(secret_service_search_sync)                                                              \
+	X(secret_attributes_build)                                                                 \
+	X(secret_item_get_secret)                                                                  \
+	X(secret_value_get)                                                                        \
+	X(secret_value_unref)                                                                      \
+	X(secret_password_store_sync)                                                              \
+	X(g_clear_error)                                                                           \
+	X(g_list_free_full)                                                                        \
+	X(g_hash_table_unref)                                                                      \
+	X(g_object_unref)                                                                          \
+	X(g_mutex_init)                                                                            \
+	X(g_mutex_lock)                                                                            \
+	X(g_mutex_unlock)                                                                          \
+	X(g_mutex_clear)                                                                           \
+	X(g_cond_init)                                                                             \
+	X(g_cond_wait_until)                                                                       \
+	X(g_cond_signal)                                                                           \
+	X(g_cond_clear)                                                                            \
+	X(g_get_monotonic_time)                                                                    \
+	X(g_cancellable_new)                                                                       \
+	X(g_cancellable_cancel)                                                                    \
+	X(g_thread_new)                                                                            \
+	X(g_thread_join)
+
+#define LIB_FIELD(name) __typeof__(name) *name;
+static struct {
+	LIB_FUNCS(LIB_FIELD)
+} lib;
+#undef LIB_FIELD
+
+/* 1 when every function is resolved; 0 when the library (or one of its
+ * functions) is missing.  Tried once per process; the library stays
+ * loaded, as GLib cannot be unloaded safely. */
+static int lib_load(void)
+{
+	static int state; /* 0 not tried, 1 loaded, -1 unusable */
+	void *h, *sym;
+
+	if (state)
+		return state > 0;
+	state = -1;
+	h = dlopen(LIBSECRET_SONAME, RTLD_NOW | RTLD_LOCAL);
+	if (!h)
+		return 0;
+#define LIB_RESOLVE(name)                                                                          \
+	sym = dlsym(h, #name);                                                                     \
+	if (!sym)                                                                                  \
+		return 0;                                                                          \
+	memcpy(&lib.name, &sym, sizeof sym);
+	LIB_FUNCS(LIB_RESOLVE)
+#undef LIB_RESOLVE
+	state = 1;
+	return 1;
+}
+
 static enum keyring_state item_secret(SecretItem *item, struct secret *s)
 {
-	SecretValue *v = secret_item_get_secret(item);
+	SecretValue *v = lib.secret_item_get_secret(item);
 	const gchar *bytes;
 	gsize n;
 
 	if (!v)
 		return KEYRING_LOCKED;
-	bytes = secret_value_get(v, &n);
+	bytes = lib.secret_value_get(v, &n);
 	if (n == 0 || n > SECRET_MAX || memchr(bytes, '\0', n)) {
-		secret_value_unref(v);
+		lib.secret_value_unref(v);
 		return KEYRING_MISSING;
 	}
 	take(s, bytes, n, SECRET_KEYRING);
-	secret_value_unref(v);
+	lib.secret_value_unref(v);
 	return KEYRING_FOUND;
 }
 
@@ -291,36 +358,36 @@ static gpointer watchdog_run(gpointer data)
 {
 	struct watchdog *w = data;
 
-	g_mutex_lock(&w->lock);
+	lib.g_mutex_lock(&w->lock);
 	while (!w->done)
-		if (!g_cond_wait_until(&w->cond, &w->lock, w->until)) {
-			g_cancellable_cancel(w->cancel);
+		if (!lib.g_cond_wait_until(&w->cond, &w->lock, w->until)) {
+			lib.g_cancellable_cancel(w->cancel);
 			break;
 		}
-	g_mutex_unlock(&w->lock);
+	lib.g_mutex_unlock(&w->lock);
 	return NULL;
 }
 
 static void watchdog_start(struct watchdog *w, int seconds)
 {
-	g_mutex_init(&w->lock);
-	g_cond_init(&w->cond);
+	lib.g_mutex_init(&w->lock);
+	lib.g_cond_init(&w->cond);
 	w->done = 0;
-	w->until = g_get_monotonic_time() + (gint64)seconds * G_TIME_SPAN_SECOND;
-	w->cancel = g_cancellable_new();
-	w->thread = g_thread_new("postern-keyring", watchdog_run, w);
+	w->until = lib.g_get_monotonic_time() + (gint64)seconds * G_TIME_SPAN_SECOND;
+	w->cancel = lib.g_cancellable_new();
+	w->thread = lib.g_thread_new("postern-keyring", watchdog_run, w);
 }
 
 static void watchdog_stop(struct watchdog *w)
 {
-	g_mutex_lock(&w->lock);
+	lib.g_mutex_lock(&w->lock);
 	w->done = 1;
-	g_cond_signal(&w->cond);
-	g_mutex_unlock(&w->lock);
-	g_thread_join(w->thread);
-	g_object_unref(w->cancel);
-	g_cond_clear(&w->cond);
-	g_mutex_clear(&w->lock);
+	lib.g_cond_signal(&w->cond);
+	lib.g_mutex_unlock(&w->lock);
+	lib.g_thread_join(w->thread);
+	lib.g_object_unref(w->cancel);
+	lib.g_cond_clear(&w->cond);
+	lib.g_mutex_clear(&w->lock);
 }
 
 /* Search without unlocking: a locked keyring would prompt, and a prompt
@@ -334,23 +401,23 @@ static enum keyring_state keyring_search(const struct account *a, struct secret 
 	GError *err = NULL;
 	GList *items;
 
-	svc = secret_service_get_sync(SECRET_SERVICE_OPEN_SESSION, cancel, &err);
+	svc = lib.secret_service_get_sync(SECRET_SERVICE_OPEN_SESSION, cancel, &err);
 	if (!svc) {
-		g_clear_error(&err);
+		lib.g_clear_error(&err);
 		return KEYRING_ERROR;
 	}
-	attrs = secret_attributes_build(&postern_schema, "host", a->host, "service", "smtp", "user",
-					a->user, NULL);
-	items = secret_service_search_sync(svc, &postern_schema, attrs, SECRET_SEARCH_LOAD_SECRETS,
-					   cancel, &err);
+	attrs = lib.secret_attributes_build(&postern_schema, "host", a->host, "service", "smtp",
+					    "user", a->user, NULL);
+	items = lib.secret_service_search_sync(svc, &postern_schema, attrs,
+					       SECRET_SEARCH_LOAD_SECRETS, cancel, &err);
 	if (err)
 		st = KEYRING_ERROR;
 	else if (items)
 		st = item_secret(items->data, s);
-	g_clear_error(&err);
-	g_list_free_full(items, g_object_unref);
-	g_hash_table_unref(attrs);
-	g_object_unref(svc);
+	lib.g_clear_error(&err);
+	lib.g_list_free_full(items, lib.g_object_unref);
+	lib.g_hash_table_unref(attrs);
+	lib.g_object_unref(svc);
 	return st;
 }
 
@@ -362,6 +429,8 @@ static enum keyring_state keyring_lookup(const struct account *a, struct secret 
 
 	if (!session_bus())
 		return KEYRING_NO_SESSION;
+	if (!lib_load())
+		return KEYRING_NO_LIBRARY;
 	watchdog_start(&w, t);
 	st = keyring_search(a, s, w.cancel);
 	watchdog_stop(&w);
@@ -373,6 +442,13 @@ static enum keyring_state keyring_lookup(const struct account *a, struct secret 
 
 static int none_found(const struct account *a, enum keyring_state ks, struct perr *e)
 {
+	if (ks == KEYRING_NO_LIBRARY)
+		return perr_set(e, PERR_TEMP,
+				"the keyring is not reachable (" LIBSECRET_SONAME " cannot be "
+				"loaded) and no other source is configured for account %s; "
+				"install libsecret-1-0 (apt-get install libsecret-1-0), or set "
+				"password_command",
+				a->name);
 	if (ks == KEYRING_NO_SESSION || ks == KEYRING_ERROR || ks == KEYRING_LOCKED)
 		return perr_set(e, PERR_TEMP,
 				"the keyring is %s and no other source is configured for account "
@@ -437,14 +513,20 @@ int secret_store(const struct account *a, const char *value, struct perr *e)
 		return perr_set(e, PERR_TEMP,
 				"the keyring is not reachable (no D-Bus session); "
 				"run --set-password from the desktop session");
+	if (!lib_load())
+		return perr_set(e, PERR_CONFIG,
+				"cannot load " LIBSECRET_SONAME " to reach the keyring; "
+				"install it (apt-get install libsecret-1-0), or set "
+				"password_command for account %s instead",
+				a->name);
 	snprintf(label, sizeof label, "postern: %s@%s", a->user, a->host);
-	ok = secret_password_store_sync(&postern_schema, SECRET_COLLECTION_DEFAULT, label, value,
-					NULL, &err, "host", a->host, "service", "smtp", "user",
-					a->user, NULL);
+	ok = lib.secret_password_store_sync(&postern_schema, SECRET_COLLECTION_DEFAULT, label,
+					    value, NULL, &err, "host", a->host, "service", "smtp",
+					    "user", a->user, NULL);
 	if (!ok) {
 		perr_set(e, PERR_TEMP, "cannot store the password in the keyring: %s",
 			 err ? err->message : "unknown error");
-		g_clear_error(&err);
+		lib.g_clear_error(&err);
 		return -1;
 	}
 	return 0;

@@ -659,33 +659,46 @@ fail:
 	return tls_fail(e, PERR_CONFIG);
 }
 
-int tls_start(struct conn *c, const struct tls_opts *o, struct perr *e)
+/* The part tls_start and tls_start_probe share: a layer with a finished
+ * handshake (not yet checked), or NULL with e filled. */
+static struct tls_layer *begin(struct conn *c, const struct tls_opts *o, struct perr *e)
 {
 	struct tls_layer *l;
 	SSL_CTX *ctx;
 
 	if (c->fd < 0) {
 		perr_set(e, PERR_TEMP, "not connected");
-		return tls_fail(e, PERR_TEMP);
+		tls_fail(e, PERR_TEMP);
+		return NULL;
 	}
 	ctx = get_ctx(o, e);
 	if (!ctx)
-		return -1;
+		return NULL;
 	l = xcalloc(1, sizeof *l);
-	if (setup_ssl(c, l, ctx, o, e) < 0 || handshake(c, l, o, e) < 0)
-		goto fail;
+	if (setup_ssl(c, l, ctx, o, e) < 0 || handshake(c, l, o, e) < 0) {
+		SSL_free(l->ssl);
+		free(l);
+		return NULL;
+	}
 	snprintf(l->desc, sizeof l->desc, "%s %s", SSL_get_version(l->ssl),
 		 SSL_get_cipher_name(l->ssl));
-	if (check_peer(c, l, o, e) < 0)
-		goto fail;
+	return l;
+}
+
+int tls_start(struct conn *c, const struct tls_opts *o, struct perr *e)
+{
+	struct tls_layer *l = begin(c, o, e);
+
+	if (!l)
+		return -1;
+	if (check_peer(c, l, o, e) < 0) {
+		SSL_free(l->ssl);
+		free(l);
+		return -1;
+	}
 	c->ops = &tls_ops;
 	c->layer = l;
 	return 0;
-fail:
-	l->broken = 1; /* nothing more goes to a server we do not trust */
-	SSL_free(l->ssl);
-	free(l);
-	return -1;
 }
 
 const char *tls_describe(const struct conn *c)
@@ -743,24 +756,11 @@ int tls_start_probe(struct conn *c, const struct tls_opts *o, struct tls_peer_in
 {
 	struct tls_layer *l;
 	struct perr verr;
-	SSL_CTX *ctx;
 
 	memset(info, 0, sizeof *info);
-	if (c->fd < 0) {
-		perr_set(e, PERR_TEMP, "not connected");
-		return tls_fail(e, PERR_TEMP);
-	}
-	ctx = get_ctx(o, e);
-	if (!ctx)
+	l = begin(c, o, e);
+	if (!l)
 		return -1;
-	l = xcalloc(1, sizeof *l);
-	if (setup_ssl(c, l, ctx, o, e) < 0 || handshake(c, l, o, e) < 0) {
-		SSL_free(l->ssl);
-		free(l);
-		return -1;
-	}
-	snprintf(l->desc, sizeof l->desc, "%s %s", SSL_get_version(l->ssl),
-		 SSL_get_cipher_name(l->ssl));
 	str_copy(info->version, SSL_get_version(l->ssl), sizeof info->version);
 	str_copy(info->cipher, SSL_get_cipher_name(l->ssl), sizeof info->cipher);
 	probe_cert(l, o, info);

@@ -31,6 +31,8 @@ import subprocess
 import tempfile
 import time
 
+from harness import free_port
+
 POSTFIX = "/usr/sbin/postfix"
 SASLPASSWD2 = "/usr/sbin/saslpasswd2"
 DOMAIN = "example.com"
@@ -167,14 +169,6 @@ def _write(path, text, mode=0o644):
     os.chmod(path, mode)
 
 
-def _free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def _ids(name):
     import grp
     import pwd
@@ -216,7 +210,7 @@ class PostfixLab:
         self.watchdog = None
         d = self.d
         os.chmod(d, 0o755)  # smtpd (user postfix) opens the sasldb by path
-        self.ports = {"587": _free_port(), "465": _free_port(), "data": _free_port()}
+        self.ports = {"587": free_port(), "465": free_port(), "data": free_port()}
         self.maildir = os.path.join(d, "mail", "inbox")
         for sub in ("tls", "sasl", "mail", "data", "queue"):
             os.makedirs(os.path.join(d, sub))

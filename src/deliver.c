@@ -202,7 +202,9 @@ static void env_from_queue(const struct queue_env *qe, struct smtp_envelope *env
 	env->nrcpts = qe->nrcpts;
 	env->body_8bit = qe->body_8bit;
 	env->smtputf8 = qe->smtputf8;
-	env->size = qe->size > 0 ? (unsigned long long)qe->size : 0;
+	/* SIZE= never below the real size (RFC 1870): the wire size when
+	 * recorded, else none. */
+	env->size = qe->wire_size > 0 ? (unsigned long long)qe->wire_size : 0;
 	env->dsn_notify = qe->dsn_notify;
 	env->dsn_return = qe->dsn_return;
 	env->dsn_envid = qe->dsn_envid;
@@ -321,6 +323,7 @@ static int queue_new(struct queue *q, const struct account *a, const struct mess
 		.dsn_notify = (char *)env->dsn_notify,
 		.dsn_return = (char *)env->dsn_return,
 		.dsn_envid = (char *)env->dsn_envid,
+		.wire_size = (long long)env->size,
 		.attempts = why ? 1 : 0,
 		.last_error = why ? (char *)why->text : NULL,
 	};

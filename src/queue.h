@@ -52,7 +52,9 @@ struct queue_env {
 	size_t nrcpts;
 	int body_8bit, smtputf8;
 	char *dsn_notify, *dsn_return, *dsn_envid;
-	long long size;
+	long long size;          /* bytes of msg/ID (checked when claimed) */
+	long long wire_size;     /* bytes on the wire after CRLF normalisation,
+				    for SIZE=; 0 unknown */
 	time_t created;
 	time_t next_try;
 	unsigned attempts;

@@ -357,7 +357,9 @@ class PostfixLab:
         return {}
 
     def complaints(self, since=0):
-        """Log lines since a position that show a client misbehaving."""
+        """Log lines since a position that show a client misbehaving: the
+        SMTP server's warnings and errors (not, say, cleanup's complaint
+        about the file system clock, which no client causes)."""
         return [ln for ln in self.log()[since:]
                 if re.search(r"improper command pipelining|lost connection|SSL_accept error|"
-                             r"warning|timeout after", ln)]
+                             r"smtpd\[\d+\]: warning|timeout after", ln)]

@@ -1074,8 +1074,6 @@ static int read_file(const char *path, const char *show, char **buf, size_t *len
 		     mode_t *mode, struct perr *e)
 {
 	struct stat st;
-	ssize_t r;
-	size_t got = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 
 	if (fd < 0) {
@@ -1096,16 +1094,8 @@ static int read_file(const char *path, const char *show, char **buf, size_t *len
 				"not a regular file");
 	}
 	*buf = xmalloc((size_t)st.st_size + 1);
-	while (got < (size_t)st.st_size) {
-		r = read(fd, *buf + got, (size_t)st.st_size - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
+	*len = read_full(fd, *buf, (size_t)st.st_size);
 	close(fd);
-	*len = got;
 	*mode = st.st_mode;
 	return 0;
 }

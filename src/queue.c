@@ -434,7 +434,6 @@ static int read_small(int dirfd, const char *path, size_t max, char **data, size
 {
 	int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	struct stat st;
-	size_t got = 0;
 	int err;
 
 	if (fd < 0)
@@ -452,18 +451,9 @@ static int read_small(int dirfd, const char *path, size_t max, char **data, size
 		return -1;
 	}
 	*data = xmalloc((size_t)st.st_size + 1);
-	while (got < (size_t)st.st_size) {
-		ssize_t r = read(fd, *data + got, (size_t)st.st_size - got);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
+	*len = read_full(fd, *data, (size_t)st.st_size);
 	close(fd);
-	*len = got;
-	(*data)[got] = '\0';
+	(*data)[*len] = '\0';
 	return 0;
 }
 

@@ -2,11 +2,13 @@
 #include "autoconf.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -68,6 +70,22 @@ size_t str_copy(char *dst, const char *src, size_t cap)
 		dst[n] = '\0';
 	}
 	return len;
+}
+
+size_t read_full(int fd, void *buf, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = read(fd, (char *)buf + got, n - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	return got;
 }
 
 int64_t mono_ms(void)

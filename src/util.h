@@ -18,6 +18,10 @@ char *xstrndup(const char *s, size_t n);
  * (truncation when >= cap), like BSD strlcpy. */
 size_t str_copy(char *dst, const char *src, size_t cap);
 
+/* Read up to n bytes from fd into buf, retrying after EINTR and short
+ * reads; returns how many were read (fewer at end of file or on error). */
+size_t read_full(int fd, void *buf, size_t n);
+
 /* Milliseconds from a monotonic clock. */
 int64_t mono_ms(void);
 

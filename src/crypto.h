@@ -5,6 +5,10 @@
 
 #include <stddef.h>
 
+/* Set up OpenSSL for a short-lived client: call before any other OpenSSL
+ * use (the first initialisation fixes these choices). */
+void crypto_init(void);
+
 /* Lower-case hex SHA-256 of the concatenation of n buffers; out must hold
  * 65 bytes. */
 struct crypto_part {

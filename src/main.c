@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "crypto.h"
 #include "config.h"
 #include "deliver.h"
 #include "log.h"
@@ -240,6 +241,7 @@ int main(int argc, char **argv)
 	/* A file-size limit makes writes fail with EFBIG (reported, message
 	 * kept by the caller) instead of killing postern mid-spool. */
 	signal(SIGXFSZ, SIG_IGN);
+	crypto_init();
 
 	if (cli_parse(&c, argc, argv, &e) < 0)
 		return fail(&e);

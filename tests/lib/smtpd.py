@@ -19,6 +19,8 @@ Config keys (all optional):
   tls             "plain" | "starttls" | "implicit"
   cert, key       PEM files for TLS
   tls_max         "1.2" to cap the server at TLS 1.2
+  tls_ciphers     OpenSSL cipher list for TLS 1.2 (with tls_max "1.2": the
+                  only suites the server accepts)
   require_starttls  refuse other commands before STARTTLS (default false)
   users           {"user": "password"}: AUTH PLAIN and LOGIN against these
   auth_mechanisms list of offered mechanisms, e.g. ["LOGIN"] (default
@@ -170,6 +172,8 @@ def tls_context(cfg):
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if cfg.get("tls_max") == "1.2":
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    if cfg.get("tls_ciphers"):
+        ctx.set_ciphers(cfg["tls_ciphers"])
     if cfg.get("client_ca"):
         ctx.load_verify_locations(cfg["client_ca"])
         ctx.verify_mode = ssl.CERT_OPTIONAL

@@ -404,6 +404,38 @@ class Case:
         exe = shutil.which(WRAPPER[0]) or WRAPPER[0]
         return WRAPPER + [prog] + list(args), exe
 
+    def argv(self, args):
+        """argv for a test that starts postern itself (subprocess.Popen):
+        under POSTERN_WRAPPER it runs under the wrapper."""
+        return (WRAPPER if WRAPPER else []) + [self.suite.postern] + list(args)
+
+    def slow(self, seconds):
+        """A wait or time limit for postern, grown under POSTERN_WRAPPER."""
+        return seconds * WRAPPER_SLOWDOWN if WRAPPER else seconds
+
+    def program(self, name):
+        """The path of an executable called name that is postern (argv[0]
+        = name), for programs that run it themselves: mutt, PHP, git, a
+        shell.  A symbolic link; under POSTERN_WRAPPER a shell script that
+        runs such a link under the wrapper."""
+        d = os.path.join(self.dir, "programs")
+        path = os.path.join(d, name)
+        if os.path.lexists(path):
+            return path
+        os.makedirs(d, exist_ok=True)
+        if not WRAPPER:
+            os.symlink(self.suite.postern, path)
+            return path
+        real = os.path.join(d, "wrapped")
+        os.makedirs(real, exist_ok=True)
+        link = os.path.join(real, name)
+        os.symlink(self.suite.postern, link)
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\nexec %s \"$@\"\n" %
+                    " ".join(shlex.quote(a) for a in WRAPPER + [link]))
+        os.chmod(path, 0o755)
+        return path
+
     def postern(self, args, stdin=b"", env=None, timeout=30, argv0=None, rss=False):
         """Run postern; returns a Result.  Never waits more than timeout.
         With rss, postern runs under a small wrapper that records its peak

@@ -130,20 +130,30 @@ static int do_list(void)
 	return deliver_list_queue(stdout, &e) < 0 ? fail(&e) : EX_OK;
 }
 
+/* The configuration and the account -a/-f pick, or NULL (cfg freed, e
+ * filled). */
+static const struct account *load_account(const struct cli *c, struct config *cfg,
+					  struct perr *e)
+{
+	const struct account *a;
+
+	if (config_load(cfg, c->config_file, e) < 0)
+		return NULL;
+	a = config_choose(cfg, c->account, c->from, e);
+	if (!a)
+		config_free(cfg);
+	return a;
+}
+
 static int do_probe(const struct cli *c)
 {
 	struct config cfg = { 0 };
 	struct perr e = { 0 };
-	const struct account *a;
+	const struct account *a = load_account(c, &cfg, &e);
 	int rc;
 
-	if (config_load(&cfg, c->config_file, &e) < 0)
+	if (!a)
 		return fail(&e);
-	a = config_choose(&cfg, c->account, c->from, &e);
-	if (!a) {
-		config_free(&cfg);
-		return fail(&e);
-	}
 	rc = probe_run(&cfg, a, c->json, stdout, &e);
 	config_free(&cfg);
 	tls_cleanup();
@@ -154,15 +164,10 @@ static int do_check(const struct cli *c)
 {
 	struct config cfg = { 0 };
 	struct perr e = { 0 };
-	const struct account *a;
+	const struct account *a = load_account(c, &cfg, &e);
 
-	if (config_load(&cfg, c->config_file, &e) < 0)
+	if (!a)
 		return fail(&e);
-	a = config_choose(&cfg, c->account, c->from, &e);
-	if (!a) {
-		config_free(&cfg);
-		return fail(&e);
-	}
 	config_print(&cfg, a, stdout);
 	config_free(&cfg);
 	return EX_OK;

@@ -270,11 +270,7 @@ static void classify_connect(struct port_result *p, const struct perr *e)
 
 static void probe_port(struct port_result *p, const struct account *a, const char *helo)
 {
-	struct tls_opts o = {
-		.host = a->host, .ca_file = a->tls_ca_file, .fingerprint = a->tls_fingerprint,
-		.cert_file = a->tls_cert_file, .key_file = a->tls_key_file,
-		.min_version = a->tls_min_version,
-	};
+	struct tls_opts o = submit_tls_opts(a);
 	int64_t t0 = mono_ms(), end;
 	struct perr e = { 0 };
 	struct reply r;
@@ -447,12 +443,7 @@ static void fill_params(struct smtp_params *sp, const struct account *a, const s
 	sp->host = a->host;
 	sp->port = p->port;
 	sp->tls = p->configured ? config_port_tls(a, p->port) : p->mode;
-	sp->tls_opts.host = a->host;
-	sp->tls_opts.ca_file = a->tls_ca_file;
-	sp->tls_opts.fingerprint = a->tls_fingerprint;
-	sp->tls_opts.cert_file = a->tls_cert_file;
-	sp->tls_opts.key_file = a->tls_key_file;
-	sp->tls_opts.min_version = a->tls_min_version;
+	sp->tls_opts = submit_tls_opts(a);
 	sp->helo = helo;
 	sp->timeout_s = a->timeout;
 	sp->auth = a->auth;

@@ -207,6 +207,19 @@ static int derive(struct scram *sc, const char *pw, size_t pwlen, const struct s
 	return 0;
 }
 
+/* A server message (n bytes, not NUL-terminated) into msg as a string:
+ * refused when empty, over SCRAM_MSG_MAX or holding a NUL. */
+static int copy_server_msg(char msg[SCRAM_MSG_MAX + 1], const char *m, size_t n,
+			   const char *which, struct perr *e)
+{
+	if (n == 0 || n > SCRAM_MSG_MAX || memchr(m, '\0', n))
+		return perr_set(e, PERR_PROTOCOL, "SCRAM %s message is empty, too long "
+				"or has a NUL byte", which);
+	memcpy(msg, m, n);
+	msg[n] = '\0';
+	return 0;
+}
+
 int scram_final(struct scram *sc, const char *password, size_t pwlen, const char *server_first,
 		size_t n, char *out, size_t cap, size_t *outlen, struct perr *e)
 {
@@ -217,11 +230,8 @@ int scram_final(struct scram *sc, const char *password, size_t pwlen, const char
 
 	if (sc->state != 1)
 		return perr_set(e, PERR_SOFTWARE, "SCRAM exchange out of order");
-	if (n == 0 || n > SCRAM_MSG_MAX || memchr(server_first, '\0', n))
-		return perr_set(e, PERR_PROTOCOL, "SCRAM server-first message is empty, too long "
-				"or has a NUL byte");
-	memcpy(msg, server_first, n);
-	msg[n] = '\0';
+	if (copy_server_msg(msg, server_first, n, "server-first", e) < 0)
+		return -1;
 	if (parse_server_first(sc, msg, &sf, e) < 0)
 		return -1;
 	/* client-final-message-without-proof, in out; then AuthMessage */
@@ -261,11 +271,8 @@ int scram_verify(struct scram *sc, const char *server_final, size_t n, struct pe
 
 	if (sc->state != 2)
 		return perr_set(e, PERR_SOFTWARE, "SCRAM exchange out of order");
-	if (n == 0 || n > SCRAM_MSG_MAX || memchr(server_final, '\0', n))
-		return perr_set(e, PERR_PROTOCOL, "SCRAM server-final message is empty, too long "
-				"or has a NUL byte");
-	memcpy(msg, server_final, n);
-	msg[n] = '\0';
+	if (copy_server_msg(msg, server_final, n, "server-final", e) < 0)
+		return -1;
 	if (msg[0] == 'e' && msg[1] == '=') {
 		v = attr(&p, 'e');
 		log_sanitize(why, sizeof why, v, strlen(v));

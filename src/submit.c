@@ -32,6 +32,17 @@ const char *submit_helo_name(const struct account *a)
 	return name;
 }
 
+struct tls_opts submit_tls_opts(const struct account *a)
+{
+	struct tls_opts o = {
+		.host = a->host, .ca_file = a->tls_ca_file, .fingerprint = a->tls_fingerprint,
+		.cert_file = a->tls_cert_file, .key_file = a->tls_key_file,
+		.min_version = a->tls_min_version,
+	};
+
+	return o;
+}
+
 /* A 5xx to MAIL FROM, or after DATA naming the sender: the provider does
  * not let this account send as this address. */
 static int sender_refused(const struct perr *e)
@@ -76,12 +87,7 @@ static void fill_params(struct smtp_params *p, const struct account *a, const st
 	p->host = a->host;
 	p->port = port;
 	p->tls = config_port_tls(a, port);
-	p->tls_opts.host = a->host;
-	p->tls_opts.ca_file = a->tls_ca_file;
-	p->tls_opts.fingerprint = a->tls_fingerprint;
-	p->tls_opts.cert_file = a->tls_cert_file;
-	p->tls_opts.key_file = a->tls_key_file;
-	p->tls_opts.min_version = a->tls_min_version;
+	p->tls_opts = submit_tls_opts(a);
 	p->helo = submit_helo_name(a);
 	p->timeout_s = a->timeout;
 	/* EXTERNAL needs no secret: the client certificate is the credential. */

@@ -45,4 +45,8 @@ int submit_batch(const struct account *a, const struct secret *s, struct submit_
 /* The EHLO name: account domain, else this host's fully qualified name. */
 const char *submit_helo_name(const struct account *a);
 
+/* The account's TLS settings (host checked and sent as SNI, CA or
+ * fingerprint, client certificate, minimum version). */
+struct tls_opts submit_tls_opts(const struct account *a);
+
 #endif

@@ -395,41 +395,41 @@ class Case:
         is a symbolic link of that name."""
         prog = self.suite.postern
         if argv0 and os.path.basename(argv0) != os.path.basename(prog):
-            linkdir = os.path.join(self.dir, "argv0")
-            os.makedirs(linkdir, exist_ok=True)
-            link = os.path.join(linkdir, os.path.basename(argv0))
-            if not os.path.lexists(link):
-                os.symlink(prog, link)
-            prog = link
+            prog = self._link(os.path.basename(argv0))
         exe = shutil.which(WRAPPER[0]) or WRAPPER[0]
         return WRAPPER + [prog] + list(args), exe
 
     def argv(self, args):
         """argv for a test that starts postern itself (subprocess.Popen):
         under POSTERN_WRAPPER it runs under the wrapper."""
-        return (WRAPPER if WRAPPER else []) + [self.suite.postern] + list(args)
+        return WRAPPER + [self.suite.postern] + list(args)
 
     def slow(self, seconds):
         """A wait or time limit for postern, grown under POSTERN_WRAPPER."""
         return seconds * WRAPPER_SLOWDOWN if WRAPPER else seconds
+
+    def _link(self, name):
+        """A symbolic link called name to postern (its argv[0] then)."""
+        d = os.path.join(self.dir, "links")
+        link = os.path.join(d, name)
+        if not os.path.lexists(link):
+            os.makedirs(d, exist_ok=True)
+            os.symlink(self.suite.postern, link)
+        return link
 
     def program(self, name):
         """The path of an executable called name that is postern (argv[0]
         = name), for programs that run it themselves: mutt, PHP, git, a
         shell.  A symbolic link; under POSTERN_WRAPPER a shell script that
         runs such a link under the wrapper."""
+        if not WRAPPER:
+            return self._link(name)
         d = os.path.join(self.dir, "programs")
         path = os.path.join(d, name)
         if os.path.lexists(path):
             return path
         os.makedirs(d, exist_ok=True)
-        if not WRAPPER:
-            os.symlink(self.suite.postern, path)
-            return path
-        real = os.path.join(d, "wrapped")
-        os.makedirs(real, exist_ok=True)
-        link = os.path.join(real, name)
-        os.symlink(self.suite.postern, link)
+        link = self._link(name)
         with open(path, "w") as f:
             f.write("#!/bin/sh\nexec %s \"$@\"\n" %
                     " ".join(shlex.quote(a) for a in WRAPPER + [link]))
@@ -451,7 +451,7 @@ class Case:
             exe = PY
         elif WRAPPER:
             argv, exe = self._wrapped(argv0, args)
-            timeout *= WRAPPER_SLOWDOWN
+            timeout = self.slow(timeout)
         t0 = time.monotonic()
         p = subprocess.Popen(argv, executable=exe, stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -535,8 +535,7 @@ class Case:
         return msgs[0]
 
     def elapsed_under(self, r, limit):
-        if WRAPPER:
-            limit *= WRAPPER_SLOWDOWN
+        limit = self.slow(limit)
         if r.secs >= limit:
             raise Fail("postern took %.2f s, want < %g s" % (r.secs, limit))
 

@@ -4,8 +4,9 @@
  *
  * Every wait is bounded by c->deadline (absolute, mono_ms()), which the
  * caller moves forward with conn_arm at the start of each protocol step.
- * Errors before the TCP connection exists carry PERR_STAGE_CONNECT; every
- * later one PERR_STAGE_SESSION.  Texts after connect do not name the peer:
+ * Errors before the TCP connection exists carry a PERR_CAUSE_CONNECT_* or
+ * PERR_CAUSE_RESOLVE cause; every later one PERR_CAUSE_LOST (a deadline
+ * passed: timed_out set) or PERR_CAUSE_PROTOCOL.  Texts after connect do not name the peer:
  * the protocol layer prefixes "host:port" and says what it was doing.
  */
 #include "autoconf.h"
@@ -21,6 +22,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <linux/sockios.h>
@@ -34,10 +36,9 @@
  * parameter is under 700 bytes). */
 #define CONN_PRINTF_MAX 4096
 
-static int at_stage(struct perr *e, enum perr_stage stage, int rc)
+static int at_cause(struct perr *e, enum perr_cause cause, int rc)
 {
-	if (e)
-		e->stage = stage;
+	perr_because(e, cause);
 	return rc;
 }
 
@@ -153,10 +154,13 @@ int conn_wait(struct conn *c, int want, struct perr *e)
 	}
 	if (rc > 0)
 		return 0;
-	if (rc == 0)
-		return at_stage(e, PERR_STAGE_SESSION,
-				perr_set(e, PERR_TEMP, "timed out after %d s", timeout_s(c)));
-	return at_stage(e, PERR_STAGE_SESSION,
+	if (rc == 0) {
+		perr_set(e, PERR_TEMP, "timed out after %d s", timeout_s(c));
+		if (e)
+			e->timed_out = true;
+		return at_cause(e, PERR_CAUSE_LOST, -1);
+	}
+	return at_cause(e, PERR_CAUSE_LOST,
 			perr_set(e, PERR_TEMP, "poll failed: %s", strerror(errno)));
 }
 
@@ -364,10 +368,12 @@ static int connect_error(struct conn *c, int err, struct perr *e)
 	switch (err) {
 	case ETIMEDOUT:
 		perr_set(e, PERR_TEMP, "%s: connection timed out after %d s", c->peer, timeout_s(c));
-		break;
+		if (e)
+			e->timed_out = true;
+		return at_cause(e, PERR_CAUSE_CONNECT_TIMEOUT, -1);
 	case ECONNREFUSED:
 		perr_set(e, PERR_TEMP, "%s: connection refused", c->peer);
-		break;
+		return at_cause(e, PERR_CAUSE_CONNECT_REFUSED, -1);
 	case ENETUNREACH:
 	case EHOSTUNREACH:
 		perr_set(e, PERR_TEMP, "%s: network unreachable", c->peer);
@@ -376,12 +382,63 @@ static int connect_error(struct conn *c, int err, struct perr *e)
 		perr_set(e, PERR_TEMP, "%s: cannot connect: %s", c->peer, strerror(err));
 		break;
 	}
-	return at_stage(e, PERR_STAGE_CONNECT, -1);
+	return at_cause(e, PERR_CAUSE_CONNECT_UNREACHABLE, -1);
+}
+
+/* A name lookup running in glibc's resolver thread: everything it points
+ * to lives in this one block. */
+struct lookup {
+	struct gaicb cb;
+	struct addrinfo hints;
+	char port[16];
+	char host[];
+};
+
+/* getaddrinfo within the deadline already armed (RFC 5321 4.5.3.2: every
+ * wait is bounded): the lookup runs asynchronously (getaddrinfo_a) and is
+ * abandoned when the deadline passes.  An abandoned lookup that cannot be
+ * cancelled is left to finish on its own, its block with it. */
+static int resolve(struct conn *c, const char *host, const char *port, struct addrinfo **res,
+		   struct perr *e)
+{
+	size_t hlen = strlen(host) + 1;
+	struct lookup *l = xcalloc(1, sizeof *l + hlen);
+	struct gaicb *list[1] = { &l->cb };
+	int rc;
+
+	memcpy(l->host, host, hlen);
+	str_copy(l->port, port, sizeof l->port);
+	l->hints = (struct addrinfo){ .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	l->cb = (struct gaicb){ .ar_name = l->host, .ar_service = l->port, .ar_request = &l->hints };
+	rc = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL);
+	while (rc == 0 && (rc = gai_error(&l->cb)) == EAI_INPROGRESS) {
+		int64_t left = c->deadline - mono_ms();
+		struct timespec ts = { .tv_sec = left / 1000, .tv_nsec = left % 1000 * 1000000 };
+
+		if (left > 0) {
+			gai_suspend((const struct gaicb *const *)list, 1, &ts);
+			continue;
+		}
+		if (gai_cancel(&l->cb) == EAI_CANCELED)
+			free(l);
+		perr_set(e, PERR_TEMP, "resolving %s timed out after %d s", host, timeout_s(c));
+		if (e)
+			e->timed_out = true;
+		return at_cause(e, PERR_CAUSE_RESOLVE, -1);
+	}
+	if (rc != 0) {
+		perr_set(e, PERR_TEMP, "cannot resolve %s: %s", host,
+			 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+		free(l);
+		return at_cause(e, PERR_CAUSE_RESOLVE, -1);
+	}
+	*res = l->cb.ar_result;
+	free(l);
+	return 0;
 }
 
 int conn_connect(struct conn *c, const char *host, unsigned port, struct perr *e)
 {
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
 	struct addrinfo *res;
 	struct eyeballs eb = { .c = c, .host = host, .port = port };
 	char portstr[16];
@@ -389,20 +446,16 @@ int conn_connect(struct conn *c, const char *host, unsigned port, struct perr *e
 
 	snprintf(portstr, sizeof portstr, "%u", port);
 	snprintf(c->peer, sizeof c->peer, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
-	rc = getaddrinfo(host, portstr, &hints, &res);
-	if (rc != 0) {
-		perr_set(e, PERR_TEMP, "cannot resolve %s: %s", host,
-			 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-		return at_stage(e, PERR_STAGE_CONNECT, -1);
-	}
+	conn_arm(c); /* one timeout for resolving and all the attempts together */
+	if (resolve(c, host, portstr, &res, e) < 0)
+		return -1;
 	order_addrs(&eb, res);
-	conn_arm(c); /* one timeout for all the attempts together */
 	rc = race(&eb);
 	freeaddrinfo(res);
 	if (rc > 0)
 		return 0;
 	if (rc < 0)
-		return at_stage(e, PERR_STAGE_CONNECT,
+		return at_cause(e, PERR_CAUSE_CONNECT_UNREACHABLE,
 				perr_set(e, PERR_TEMP, "%s: poll failed: %s", c->peer, strerror(errno)));
 	return connect_error(c, eb.worst ? eb.worst : EHOSTUNREACH, e);
 }
@@ -477,14 +530,14 @@ static int fill(struct conn *c, struct perr *e)
 			return 0;
 		}
 		if (r == 0)
-			return at_stage(e, PERR_STAGE_SESSION,
+			return at_cause(e, PERR_CAUSE_LOST,
 					perr_set(e, PERR_TEMP, "connection closed by server"));
 		if (r == CONN_WANT_READ || r == CONN_WANT_WRITE) {
 			if (conn_wait(c, (int)r, e) < 0)
 				return -1;
 			continue;
 		}
-		return at_stage(e, PERR_STAGE_SESSION, -1);
+		return at_cause(e, PERR_CAUSE_LOST, -1);
 	}
 }
 
@@ -495,7 +548,7 @@ int conn_read_line(struct conn *c, char *line, size_t cap, size_t *len, struct p
 	size_t max = cap - 1 < sizeof c->rbuf - 2 ? cap - 1 : sizeof c->rbuf - 2;
 
 	if (c->fd < 0)
-		return at_stage(e, PERR_STAGE_SESSION, perr_set(e, PERR_TEMP, "not connected"));
+		return at_cause(e, PERR_CAUSE_LOST, perr_set(e, PERR_TEMP, "not connected"));
 	for (;;) {
 		unsigned char *start = c->rbuf + c->rpos;
 		size_t avail = c->rlen - c->rpos;
@@ -519,7 +572,7 @@ int conn_read_line(struct conn *c, char *line, size_t cap, size_t *len, struct p
 		if (fill(c, e) < 0)
 			return -1;
 	}
-	return at_stage(e, PERR_STAGE_SESSION,
+	return at_cause(e, PERR_CAUSE_PROTOCOL,
 			perr_set(e, PERR_PROTOCOL, "reply line longer than %zu bytes", max));
 }
 
@@ -546,7 +599,7 @@ int conn_flush(struct conn *c, struct perr *e)
 	size_t off = 0;
 
 	if (c->fd < 0)
-		return at_stage(e, PERR_STAGE_SESSION, perr_set(e, PERR_TEMP, "not connected"));
+		return at_cause(e, PERR_CAUSE_LOST, perr_set(e, PERR_TEMP, "not connected"));
 	while (off < c->wlen) {
 		/* A TLS write that would block is retried with the same
 		 * pointer and length, as OpenSSL requires. */
@@ -560,7 +613,7 @@ int conn_flush(struct conn *c, struct perr *e)
 		} else {
 			if (r == 0)
 				perr_set(e, PERR_TEMP, "connection closed by server");
-			return at_stage(e, PERR_STAGE_SESSION, -1);
+			return at_cause(e, PERR_CAUSE_LOST, -1);
 		}
 	}
 	if (c->wipe_wbuf) { /* the whole buffer: the secret may sit past wlen */
@@ -604,9 +657,8 @@ int conn_printf(struct conn *c, struct perr *e, const char *fmt, ...)
 	n = vsnprintf(buf, sizeof buf, fmt, ap);
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof buf)
-		return at_stage(e, PERR_STAGE_SESSION,
-				perr_set(e, PERR_SOFTWARE, "command longer than %d bytes",
-					 CONN_PRINTF_MAX - 1));
+		return perr_set(e, PERR_SOFTWARE, "command longer than %d bytes",
+				CONN_PRINTF_MAX - 1);
 	return conn_write(c, buf, (size_t)n, e);
 }
 

@@ -63,9 +63,11 @@ void conn_init(struct conn *c, int timeout_s);
  * attempt every 250 ms (at once after a failure) while the earlier ones
  * stay open, the first to connect wins; one timeout bounds them all
  * (conn_connect arms it).  TCP_NODELAY is set.
- * On failure: kind PERR_TEMP, stage PERR_STAGE_CONNECT, text like
- * "smtp.example.com:587: connection timed out after 30 s" (the caller adds
- * the advice).  A name that does not resolve is PERR_TEMP too. */
+ * Resolving is bounded by the same timeout.
+ * On failure: kind PERR_TEMP, cause PERR_CAUSE_CONNECT_REFUSED, _TIMEOUT or
+ * _UNREACHABLE, text like "smtp.example.com:587: connection timed out after
+ * 30 s" (the caller adds the advice).  A name that does not resolve (or
+ * not in time) is PERR_TEMP with cause PERR_CAUSE_RESOLVE. */
 int conn_connect(struct conn *c, const char *host, unsigned port, struct perr *e);
 
 /* Start a new step: deadline = now + timeout. */

@@ -12,7 +12,8 @@ void perr_clear(struct perr *e)
 	if (!e)
 		return;
 	e->kind = PERR_NONE;
-	e->stage = PERR_STAGE_NONE;
+	e->cause = PERR_CAUSE_NONE;
+	e->timed_out = false;
 	e->code = 0;
 	e->enhanced[0] = '\0';
 	e->text[0] = '\0';
@@ -93,7 +94,67 @@ void perr_append(struct perr *e, const char *fmt, ...)
 	va_end(ap);
 }
 
-bool perr_is_temporary(const struct perr *e)
+int perr_because(struct perr *e, enum perr_cause cause)
 {
-	return e && e->kind == PERR_TEMP;
+	if (e)
+		e->cause = cause;
+	return -1;
+}
+
+enum perr_verdict perr_verdict(const struct perr *e)
+{
+	if (!e || e->kind == PERR_TEMP || e->cause == PERR_CAUSE_SECRET)
+		return PERR_TEMPORARY;
+	if (e->kind == PERR_AUTH)
+		return PERR_CREDENTIALS;
+	return PERR_PERMANENT;
+}
+
+bool perr_ends_message(const struct perr *e)
+{
+	if (perr_verdict(e) != PERR_PERMANENT)
+		return false;
+	switch (e->cause) {
+	case PERR_CAUSE_SENDER:
+	case PERR_CAUSE_RCPT:
+	case PERR_CAUSE_DATA:
+	case PERR_CAUSE_CONTENT:
+	case PERR_CAUSE_MESSAGE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+bool perr_is_connect(const struct perr *e)
+{
+	return e && (e->cause == PERR_CAUSE_CONNECT_REFUSED ||
+		     e->cause == PERR_CAUSE_CONNECT_TIMEOUT ||
+		     e->cause == PERR_CAUSE_CONNECT_UNREACHABLE);
+}
+
+const char *perr_cause_name(enum perr_cause cause)
+{
+	static const char *const names[PERR_CAUSE_COUNT] = {
+		[PERR_CAUSE_NONE] = "local",
+		[PERR_CAUSE_SECRET] = "secret",
+		[PERR_CAUSE_RESOLVE] = "resolve",
+		[PERR_CAUSE_CONNECT_REFUSED] = "connect-refused",
+		[PERR_CAUSE_CONNECT_TIMEOUT] = "connect-timeout",
+		[PERR_CAUSE_CONNECT_UNREACHABLE] = "connect-unreachable",
+		[PERR_CAUSE_TLS] = "tls",
+		[PERR_CAUSE_GREETING] = "greeting",
+		[PERR_CAUSE_EHLO] = "ehlo",
+		[PERR_CAUSE_STARTTLS] = "starttls",
+		[PERR_CAUSE_AUTH] = "auth",
+		[PERR_CAUSE_LOST] = "lost",
+		[PERR_CAUSE_PROTOCOL] = "protocol",
+		[PERR_CAUSE_SENDER] = "sender",
+		[PERR_CAUSE_RCPT] = "rcpt",
+		[PERR_CAUSE_DATA] = "data",
+		[PERR_CAUSE_CONTENT] = "content",
+		[PERR_CAUSE_MESSAGE] = "message",
+	};
+
+	return cause < PERR_CAUSE_COUNT && names[cause] ? names[cause] : "?";
 }

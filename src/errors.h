@@ -25,19 +25,43 @@ enum perr_kind {
 	PERR_CONFIG,      /* 78 EX_CONFIG: configuration error */
 };
 
-/* Where a network failure happened: submit.c tries the next port only for
- * PERR_STAGE_CONNECT (refused, timed out, unreachable). */
-enum perr_stage {
-	PERR_STAGE_NONE = 0,
-	PERR_STAGE_CONNECT,  /* TCP connection could not be made */
-	PERR_STAGE_SESSION,  /* anything after the TCP connection was made */
+/* What failed, set where the failure happens.  Together with the kind it
+ * is the one input of perr_verdict() and perr_ends_message(): no module
+ * decides by matching error text.  NONE is a local failure (options,
+ * configuration, files, memory) and never ends a queued message. */
+enum perr_cause {
+	PERR_CAUSE_NONE = 0,
+	/* the account: nothing was said to a server */
+	PERR_CAUSE_SECRET,           /* the secret cannot be had now (keyring, command) */
+	PERR_CAUSE_RESOLVE,          /* the host name did not resolve */
+	/* the connection could not be made: the next port is tried */
+	PERR_CAUSE_CONNECT_REFUSED,
+	PERR_CAUSE_CONNECT_TIMEOUT,
+	PERR_CAUSE_CONNECT_UNREACHABLE,
+	/* the session */
+	PERR_CAUSE_TLS,              /* handshake, certificate, TLS version */
+	PERR_CAUSE_GREETING,         /* the greeting: 4xx/5xx, silence, not SMTP */
+	PERR_CAUSE_EHLO,             /* EHLO/HELO refused */
+	PERR_CAUSE_STARTTLS,         /* STARTTLS not offered or refused */
+	PERR_CAUSE_AUTH,             /* AUTH refused (PERR_AUTH) or unusable */
+	PERR_CAUSE_LOST,             /* connection lost or timed out mid-session */
+	PERR_CAUSE_PROTOCOL,         /* a reply that makes no sense */
+	/* the message itself: a permanent one ends it (perr_ends_message) */
+	PERR_CAUSE_SENDER,           /* the reply to its MAIL FROM */
+	PERR_CAUSE_RCPT,             /* the replies to its RCPT TOs */
+	PERR_CAUSE_DATA,             /* the reply to its DATA */
+	PERR_CAUSE_CONTENT,          /* the reply to its end of data (or a BDAT) */
+	PERR_CAUSE_MESSAGE,          /* it cannot be sent to this server as it is
+					(over the announced SIZE, needs SMTPUTF8) */
+	PERR_CAUSE_COUNT
 };
 
 #define PERR_TEXT_MAX 1024
 
 struct perr {
 	enum perr_kind kind;
-	enum perr_stage stage;
+	enum perr_cause cause;
+	bool timed_out;     /* a deadline passed (connect, a reply) */
 	int code;           /* SMTP reply code, 0 if none */
 	char enhanced[16];  /* enhanced status code "5.7.8", "" if none */
 	char text[PERR_TEXT_MAX];
@@ -62,7 +86,30 @@ void perr_prefix(struct perr *e, const char *fmt, ...) __attribute__((format(pri
 /* Append text (e.g. "; try port = 465"). */
 void perr_append(struct perr *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* True for failures that a later attempt may cure (queue, or exit 75). */
-bool perr_is_temporary(const struct perr *e);
+/* Record what failed; returns -1 like perr_set.  NULL e is ignored.
+ * perr_set and perr_smtp leave the cause alone; perr_clear resets it. */
+int perr_because(struct perr *e, enum perr_cause cause);
+
+/* The one classification of a failure (SPEC 6):
+ *   TEMPORARY    a later attempt may cure it: queue (or exit 75)
+ *   CREDENTIALS  the secret was refused: queue and hold the account
+ *                (or exit 77); never retried automatically
+ *   PERMANENT    trying again the same way cannot help */
+enum perr_verdict { PERR_TEMPORARY, PERR_CREDENTIALS, PERR_PERMANENT };
+enum perr_verdict perr_verdict(const struct perr *e);
+
+/* True only for the message's own permanent refusal (5xx to its MAIL,
+ * to all its RCPTs, to its DATA or its end of data, or a server limit
+ * it breaks): the one thing besides queue_lifetime that ends a queued
+ * message.  A permanent failure of the session or the account (greeting,
+ * EHLO, TLS, no usable AUTH, protocol error, configuration) is not. */
+bool perr_ends_message(const struct perr *e);
+
+/* The cause is a TCP connection that could not be made (the next port of
+ * the account's list is tried). */
+bool perr_is_connect(const struct perr *e);
+
+/* A short name of the cause ("rcpt", "tls"), for logs and tests. */
+const char *perr_cause_name(enum perr_cause cause);
 
 #endif

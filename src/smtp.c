@@ -101,7 +101,7 @@ static int io_fail(struct smtp *s, struct perr *e, enum io_dir dir, enum smtp_st
 	else
 		perr_append(e, " while %s the reply to %s", dir == IO_WAIT ? "waiting for" : "reading",
 			    state_names[st]);
-	e->stage = PERR_STAGE_SESSION;
+	e->cause = PERR_CAUSE_LOST; /* FIXME cause */
 	return -1;
 }
 
@@ -116,7 +116,7 @@ static int server_fail(struct smtp *s, struct perr *e, enum perr_kind kind, cons
 		  r->enhanced[0] ? " " : "", r->enhanced, text[0] ? " " : "", text);
 	if (e) {
 		perr_prefix(e, "%s", s->conn.peer);
-		e->stage = PERR_STAGE_SESSION;
+		e->cause = PERR_CAUSE_LOST; /* FIXME cause */
 	}
 	return -1;
 }
@@ -145,7 +145,7 @@ static int local_fail(struct smtp *s, struct perr *e, enum perr_kind kind, const
 	va_end(ap);
 	perr_set(e, kind, "%s: %s", s->conn.peer, buf);
 	if (e)
-		e->stage = PERR_STAGE_SESSION;
+		e->cause = PERR_CAUSE_LOST; /* FIXME cause */
 	return -1;
 }
 
@@ -600,7 +600,7 @@ static int scram_fail(struct smtp *s, int cancel, struct perr *e)
 
 	perr_prefix(e, "%s", s->conn.peer);
 	if (e)
-		e->stage = PERR_STAGE_SESSION;
+		e->cause = PERR_CAUSE_LOST; /* FIXME cause */
 	perr_clear(&tmp);
 	if (cancel && s->conn.fd >= 0 && cmd(s, &tmp, "*") == 0)
 		transact(s, ST_AUTH, &tmp);
@@ -991,7 +991,7 @@ static void rcpt_verdict(struct smtp *s, struct txn *t)
 	perr_smtp(t->e, kind, t->rcode, t->renh, "%s: %s: %s; nothing was sent", s->conn.peer,
 		  what, t->refused);
 	if (t->e)
-		t->e->stage = PERR_STAGE_SESSION;
+		t->e->cause = PERR_CAUSE_LOST; /* FIXME cause */
 	t->failed = 1;
 }
 

@@ -58,14 +58,14 @@ static int sender_refused(const struct perr *e)
  * Each text names the setting to change in ~/.smtprc. */
 static void advise(struct perr *e, const struct account *a, unsigned port)
 {
-	if (e->stage == PERR_STAGE_CONNECT && strstr(e->text, "timed out")) {
+	if (e->cause == PERR_CAUSE_CONNECT_TIMEOUT) {
 		perr_append(e, "; the network may block port %u; try %s, or run postern --probe",
 			    port, port == 465 ? "587 or 2525" : port == 2525 ? "587 or 465" : "465 or 2525");
-	} else if (e->stage == PERR_STAGE_CONNECT && strstr(e->text, "refused")) {
+	} else if (e->cause == PERR_CAUSE_CONNECT_REFUSED) {
 		perr_append(e, "; nothing listens on port %u of %s: check host and port in %s, or run postern --probe",
 			    port, a->host, "~/.smtprc");
-	} else if (e->kind == PERR_TEMP && e->code == 0 && strstr(e->text, "timed out") &&
-		   strstr(e->text, "greeting") && config_port_tls(a, port) != TLS_IMPLICIT) {
+	} else if (e->cause == PERR_CAUSE_GREETING && e->timed_out &&
+		   config_port_tls(a, port) != TLS_IMPLICIT) {
 		perr_append(e, "; a server that waits silently may expect TLS from the first byte: "
 			       "set tls = implicit (usual on port 465), or run postern --probe");
 	} else if (e->code == 530 && strcasestr(e->text, "STARTTLS")) {
@@ -110,7 +110,7 @@ static int open_session(struct smtp *session, struct smtp_params *p, const struc
 		perr_clear(e);
 		if (smtp_open(session, p, e) == 0)
 			return 0;
-		if (e->stage != PERR_STAGE_CONNECT || i + 1 == a->nports)
+		if (!perr_is_connect(e) || i + 1 == a->nports)
 			break;
 		log_event("%s; trying port %u", e->text, a->ports[i + 1]);
 	}

@@ -75,7 +75,7 @@ static int tls_fail(struct perr *e, enum perr_kind kind)
 {
 	if (e) {
 		e->kind = kind;
-		e->stage = PERR_STAGE_SESSION;
+		e->cause = PERR_CAUSE_TLS;
 	}
 	ERR_clear_error();
 	return -1;
@@ -144,9 +144,7 @@ static int parse_fingerprint(const char *s, char out[2 * FP_LEN + 1], struct per
 			 "tls_fingerprint must be sha256: followed by 64 hex digits "
 			 "(colons allowed), e.g. the output of "
 			 "openssl x509 -noout -fingerprint -sha256");
-		if (e)
-			e->stage = PERR_STAGE_SESSION;
-		return -1;
+		return perr_because(e, PERR_CAUSE_TLS);
 	}
 	return 0;
 }

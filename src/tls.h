@@ -19,7 +19,7 @@ struct tls_opts {
 	int min_version;          /* 12 or 13 */
 };
 
-/* Handshake and verify.  Failures are PERR_TEMP with stage SESSION and a
+/* Handshake and verify.  Failures are PERR_TEMP with cause PERR_CAUSE_TLS and a
  * line naming the cause: "certificate has expired on 2024-01-01",
  * "certificate is for mail.other.org, www.other.org, not smtp.example.com",
  * "certificate is not signed by a trusted CA (self-signed?); set tls_ca_file

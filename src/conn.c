@@ -411,7 +411,9 @@ static int resolve(struct conn *c, const char *host, const char *port, struct ad
 	l->hints = (struct addrinfo){ .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
 	l->cb = (struct gaicb){ .ar_name = l->host, .ar_service = l->port, .ar_request = &l->hints };
 	rc = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL);
-	while (rc == 0 && (rc = gai_error(&l->cb)) == EAI_INPROGRESS) {
+	if (rc == 0)
+		rc = gai_error(&l->cb);
+	for (; rc == EAI_INPROGRESS; rc = gai_error(&l->cb)) {
 		int64_t left = c->deadline - mono_ms();
 		struct timespec ts = { .tv_sec = left / 1000, .tv_nsec = left % 1000 * 1000000 };
 

@@ -82,11 +82,11 @@ static const struct {
 enum io_dir { IO_SEND, IO_WAIT, IO_READ };
 
 /* An I/O or protocol failure (conn's text has no peer): "host:port: TEXT
- * while waiting for the reply to RCPT TO".  The connection is closed:
- * nothing sane can follow. */
-static int io_fail(struct smtp *s, struct perr *e, enum io_dir dir, enum smtp_state st)
+ * while waiting for the reply to RCPT TO".  The connection stays open (a
+ * failed write may still have replies to read, see drain()); the caller
+ * closes it. */
+static int io_error(struct smtp *s, struct perr *e, enum io_dir dir, enum smtp_state st)
 {
-	conn_close(&s->conn);
 	if (!e)
 		return -1;
 	perr_prefix(e, "%s", s->conn.peer);
@@ -101,12 +101,26 @@ static int io_fail(struct smtp *s, struct perr *e, enum io_dir dir, enum smtp_st
 	else
 		perr_append(e, " while %s the reply to %s", dir == IO_WAIT ? "waiting for" : "reading",
 			    state_names[st]);
-	e->cause = PERR_CAUSE_LOST; /* FIXME cause */
+	if (st == ST_GREETING)
+		e->cause = PERR_CAUSE_GREETING;
+	else if (dir == IO_READ || e->kind == PERR_PROTOCOL)
+		e->cause = PERR_CAUSE_PROTOCOL;
+	else
+		e->cause = PERR_CAUSE_LOST;
+	return -1;
+}
+
+/* io_error, and the connection is closed: nothing sane can follow. */
+static int io_fail(struct smtp *s, struct perr *e, enum io_dir dir, enum smtp_state st)
+{
+	io_error(s, e, dir, st);
+	conn_close(&s->conn);
 	return -1;
 }
 
 /* "host:port: WHAT: 550 5.1.1 text" from the last reply. */
-static int server_fail(struct smtp *s, struct perr *e, enum perr_kind kind, const char *what)
+static int server_fail(struct smtp *s, struct perr *e, enum perr_kind kind, enum perr_cause cause,
+		       const char *what)
 {
 	char text[768];
 	const struct reply *r = &s->reply;
@@ -116,7 +130,7 @@ static int server_fail(struct smtp *s, struct perr *e, enum perr_kind kind, cons
 		  r->enhanced[0] ? " " : "", r->enhanced, text[0] ? " " : "", text);
 	if (e) {
 		perr_prefix(e, "%s", s->conn.peer);
-		e->cause = PERR_CAUSE_LOST; /* FIXME cause */
+		e->cause = cause;
 	}
 	return -1;
 }
@@ -132,10 +146,11 @@ static enum perr_kind kind_of(int code, enum perr_kind perm)
 	return PERR_PROTOCOL;
 }
 
-static int local_fail(struct smtp *s, struct perr *e, enum perr_kind kind, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+static int local_fail(struct smtp *s, struct perr *e, enum perr_kind kind, enum perr_cause cause,
+		      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-static int local_fail(struct smtp *s, struct perr *e, enum perr_kind kind, const char *fmt, ...)
+static int local_fail(struct smtp *s, struct perr *e, enum perr_kind kind, enum perr_cause cause,
+		      const char *fmt, ...)
 {
 	char buf[PERR_TEXT_MAX];
 	va_list ap;
@@ -144,9 +159,74 @@ static int local_fail(struct smtp *s, struct perr *e, enum perr_kind kind, const
 	vsnprintf(buf, sizeof buf, fmt, ap);
 	va_end(ap);
 	perr_set(e, kind, "%s: %s", s->conn.peer, buf);
-	if (e)
-		e->cause = PERR_CAUSE_LOST; /* FIXME cause */
-	return -1;
+	return perr_because(e, cause);
+}
+
+/* ---- what a server echoes of the credentials ---------------------------- *
+ *
+ * A server may quote the AUTH line in its refusal ("535 AUTH PLAIN AGpv...
+ * failed").  Every line read is masked before it reaches the transcript,
+ * an error text, the log or the spool: the secret itself, and any run of
+ * base64 characters taken from a credential payload sent in this session
+ * (kept, wiped, until the session ends). */
+
+#define ECHO_MIN 8   /* shortest run masked: shorter ones match by chance */
+
+static int is_b64(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '+' || c == '/' || c == '=';
+}
+
+static void forget_payload(struct smtp *s)
+{
+	if (s->sent_b64) {
+		wipe(s->sent_b64, strlen(s->sent_b64));
+		free(s->sent_b64);
+		s->sent_b64 = NULL;
+	}
+}
+
+static void remember_payload(struct smtp *s, const char *b64)
+{
+	forget_payload(s);
+	if (strlen(b64) >= ECHO_MIN)
+		s->sent_b64 = xstrdup(b64);
+}
+
+/* Overwrite [p, p + n) of line with '*' (the length is kept, so nothing
+ * moves and the reply parser sees the same shape). */
+static void stars(char *p, size_t n)
+{
+	memset(p, '*', n);
+}
+
+static void mask_echo(const struct smtp *s, char *line, size_t len)
+{
+	const struct smtp_params *p = s->p;
+	size_t i = 0;
+
+	if (len <= 4)
+		return;
+	line += 4; /* the code and its separator stay */
+	len -= 4;
+	if (p && p->secret && p->secret_len >= 4) {
+		char *hit;
+
+		while ((hit = memmem(line, len, p->secret, p->secret_len)))
+			stars(hit, p->secret_len);
+	}
+	if (!s->sent_b64)
+		return;
+	while (i < len) {
+		size_t j = i;
+
+		while (j < len && is_b64((unsigned char)line[j]))
+			j++;
+		if (j - i >= ECHO_MIN && memmem(s->sent_b64, strlen(s->sent_b64), line + i, j - i))
+			stars(line + i, j - i);
+		i = j + 1;
+	}
 }
 
 /* ---- sending and receiving ---------------------------------------------- */
@@ -166,17 +246,17 @@ static int cmd(struct smtp *s, struct perr *e, const char *fmt, ...)
 	n = vsnprintf(buf, CMD_MAX, fmt, ap);
 	va_end(ap);
 	if (n < 0 || n >= CMD_MAX)
-		return local_fail(s, e, PERR_USAGE, "SMTP command longer than %d bytes", CMD_MAX);
+		return local_fail(s, e, PERR_USAGE, PERR_CAUSE_NONE, "SMTP command longer than %d bytes", CMD_MAX);
 	for (int i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)buf[i];
 
 		if (ch < 0x20 || ch == 0x7f)
-			return local_fail(s, e, PERR_DATA, "refusing to send a command that "
+			return local_fail(s, e, PERR_DATA, PERR_CAUSE_NONE, "refusing to send a command that "
 					  "contains a control character (byte %d)", ch);
 	}
 	log_wire('C', buf, (size_t)n);
 	memcpy(buf + n, "\r\n", 2);
-	return conn_write(&s->conn, buf, (size_t)n + 2, e) < 0 ? io_fail(s, e, IO_SEND, ST_COUNT)
+	return conn_write(&s->conn, buf, (size_t)n + 2, e) < 0 ? io_error(s, e, IO_SEND, ST_COUNT)
 								    : 0;
 }
 
@@ -184,11 +264,12 @@ static int cmd(struct smtp *s, struct perr *e, const char *fmt, ...)
 static int send_secret(struct smtp *s, const char *prefix, const char *payload, const char *shown,
 		       struct perr *e)
 {
+	remember_payload(s, payload);
 	log_wire('C', shown, strlen(shown));
 	if (conn_write(&s->conn, prefix, strlen(prefix), e) < 0 ||
 	    conn_write(&s->conn, payload, strlen(payload), e) < 0 ||
 	    conn_write(&s->conn, "\r\n", 2, e) < 0)
-		return io_fail(s, e, IO_SEND, ST_AUTH);
+		return io_error(s, e, IO_SEND, ST_AUTH);
 	return 0;
 }
 
@@ -196,7 +277,7 @@ static int flush(struct smtp *s, enum smtp_state st, struct perr *e)
 {
 	conn_arm(&s->conn);
 	if (conn_flush(&s->conn, e) < 0)
-		return io_fail(s, e, IO_SEND, st);
+		return io_error(s, e, IO_SEND, st); /* the caller closes, after drain() */
 	return 0;
 }
 
@@ -211,6 +292,7 @@ static int read_reply_armed(struct smtp *s, enum smtp_state st, struct perr *e)
 	do {
 		if (conn_read_line(&s->conn, line, sizeof line, &len, e) < 0)
 			return io_fail(s, e, IO_WAIT, st);
+		mask_echo(s, line, len);
 		log_wire('S', line, len);
 		rc = reply_feed(&s->reply, line, len, e);
 		if (rc < 0)
@@ -314,12 +396,12 @@ static int ehlo(struct smtp *s, struct perr *e)
 		return 0;
 	}
 	if (s->reply.code / 100 != 5 || s->p->tls != TLS_OFF)
-		return server_fail(s, e, kind_of(s->reply.code, PERR_UNAVAILABLE),
+		return server_fail(s, e, kind_of(s->reply.code, PERR_UNAVAILABLE), PERR_CAUSE_EHLO,
 				   "server refused EHLO");
 	if (cmd(s, e, "HELO %s", helo) < 0 || transact(s, ST_HELO, e) < 0)
 		return -1;
 	if (s->reply.code != 250)
-		return server_fail(s, e, kind_of(s->reply.code, PERR_UNAVAILABLE),
+		return server_fail(s, e, kind_of(s->reply.code, PERR_UNAVAILABLE), PERR_CAUSE_EHLO,
 				   "server refused HELO");
 	return 0;
 }
@@ -331,10 +413,10 @@ static int greeting(struct smtp *s, struct perr *e)
 	if (s->reply.code == 220)
 		return 0;
 	if (s->reply.code / 100 == 4)
-		return server_fail(s, e, PERR_TEMP, "server refused the connection for now");
+		return server_fail(s, e, PERR_TEMP, PERR_CAUSE_GREETING, "server refused the connection for now");
 	if (s->reply.code / 100 == 5)
-		return server_fail(s, e, PERR_UNAVAILABLE, "server refused the connection");
-	return server_fail(s, e, PERR_PROTOCOL, "unexpected greeting");
+		return server_fail(s, e, PERR_UNAVAILABLE, PERR_CAUSE_GREETING, "server refused the connection");
+	return server_fail(s, e, PERR_PROTOCOL, PERR_CAUSE_GREETING, "unexpected greeting");
 }
 
 static int start_tls(struct smtp *s, struct perr *e)
@@ -360,17 +442,17 @@ static int start_tls(struct smtp *s, struct perr *e)
 static int starttls(struct smtp *s, struct perr *e)
 {
 	if (!(s->caps.flags & SMTP_CAP_STARTTLS))
-		return local_fail(s, e, PERR_TEMP,
+		return local_fail(s, e, PERR_TEMP, PERR_CAUSE_STARTTLS,
 				  "server does not offer STARTTLS; refusing to send the password "
 				  "or the message in the clear; if the server uses TLS from the "
 				  "first byte set tls = implicit and port = 465");
 	if (cmd(s, e, "STARTTLS") < 0 || transact(s, ST_STARTTLS, e) < 0)
 		return -1;
 	if (s->reply.code != 220)
-		return server_fail(s, e, PERR_TEMP, "server refused STARTTLS");
+		return server_fail(s, e, PERR_TEMP, PERR_CAUSE_STARTTLS, "server refused STARTTLS");
 	if (conn_has_buffered_input(&s->conn)) {
 		conn_close(&s->conn);
-		return local_fail(s, e, PERR_PROTOCOL,
+		return local_fail(s, e, PERR_PROTOCOL, PERR_CAUSE_PROTOCOL,
 				  "server sent data after its 220 reply to STARTTLS, before the "
 				  "TLS handshake (command injection?); refusing to continue");
 	}
@@ -425,7 +507,7 @@ static enum auth_mech choose_mech(struct smtp *s, struct perr *e)
 			return AUTH_PLAIN;
 		if (offered & SMTP_MECH_LOGIN)
 			return AUTH_LOGIN;
-		local_fail(s, e, PERR_UNAVAILABLE, "server offers AUTH %s, none of which postern "
+		local_fail(s, e, PERR_UNAVAILABLE, PERR_CAUSE_AUTH, "server offers AUTH %s, none of which postern "
 			   "can use with a password (it knows SCRAM-SHA-256, PLAIN and LOGIN); "
 			   "for a token or a certificate set auth = xoauth2, oauthbearer or "
 			   "external", names);
@@ -434,7 +516,7 @@ static enum auth_mech choose_mech(struct smtp *s, struct perr *e)
 	for (size_t i = 0; i < NMECHS; i++)
 		if (mech_table[i].mech == want && (offered & mech_table[i].bit))
 			return want;
-	local_fail(s, e, PERR_UNAVAILABLE, "server does not offer AUTH %s; it offers %s; "
+	local_fail(s, e, PERR_UNAVAILABLE, PERR_CAUSE_AUTH, "server does not offer AUTH %s; it offers %s; "
 		   "set auth to one of those or auto", mech_name(want), names);
 	return AUTH_OFF;
 }
@@ -448,12 +530,12 @@ static int auth_result(struct smtp *s, struct perr *e)
 		return 0;
 	}
 	if (code / 100 == 4)
-		return server_fail(s, e, PERR_TEMP, "authentication failed temporarily");
+		return server_fail(s, e, PERR_TEMP, PERR_CAUSE_AUTH, "authentication failed temporarily");
 	if (code / 100 == 5) {
 		/* submit.c (advise) and probe.c append the fix. */
-		return server_fail(s, e, PERR_AUTH, "authentication refused");
+		return server_fail(s, e, PERR_AUTH, PERR_CAUSE_AUTH, "authentication refused");
 	}
-	return server_fail(s, e, PERR_PROTOCOL, "unexpected reply to AUTH");
+	return server_fail(s, e, PERR_PROTOCOL, PERR_CAUSE_AUTH, "unexpected reply to AUTH");
 }
 
 /* Base64 of raw (wiped by the caller) into a fresh buffer. */
@@ -544,7 +626,7 @@ static int expect_334(struct smtp *s, struct perr *e)
 	if (s->reply.code == 334)
 		return 0;
 	if (s->reply.code == 235)
-		return server_fail(s, e, PERR_PROTOCOL, "server accepted AUTH before the "
+		return server_fail(s, e, PERR_PROTOCOL, PERR_CAUSE_AUTH, "server accepted AUTH before the "
 				   "exchange was complete");
 	auth_result(s, e); /* fills e: 4xx, 5xx or an unexpected code */
 	return -1;
@@ -580,6 +662,7 @@ static int read_masked(struct smtp *s, struct perr *e)
 	do {
 		if (conn_read_line(&s->conn, line, sizeof line, &len, e) < 0)
 			return io_fail(s, e, IO_WAIT, ST_AUTH);
+		mask_echo(s, line, len);
 		if (len > 4 && strncmp(line, "334", 3) == 0)
 			log_wire('S', "334 ****", 8);
 		else
@@ -600,7 +683,7 @@ static int scram_fail(struct smtp *s, int cancel, struct perr *e)
 
 	perr_prefix(e, "%s", s->conn.peer);
 	if (e)
-		e->cause = PERR_CAUSE_LOST; /* FIXME cause */
+		e->cause = PERR_CAUSE_AUTH;
 	perr_clear(&tmp);
 	if (cancel && s->conn.fd >= 0 && cmd(s, &tmp, "*") == 0)
 		transact(s, ST_AUTH, &tmp);
@@ -762,16 +845,16 @@ static int authenticate(struct smtp *s, struct perr *e)
 	if (p->auth == AUTH_OFF || ((!p->user || !*p->user) && p->auth != AUTH_EXTERNAL))
 		return 0;
 	if (!s->tls_active && !is_loopback(s->conn.addr))
-		return local_fail(s, e, PERR_CONFIG, "refusing to send the password over an "
+		return local_fail(s, e, PERR_CONFIG, PERR_CAUSE_AUTH, "refusing to send the password over an "
 				  "unencrypted connection; set tls = starttls or implicit");
 	if (!(s->caps.flags & SMTP_CAP_AUTH))
-		return local_fail(s, e, PERR_UNAVAILABLE, "server offers no AUTH; if it needs "
+		return local_fail(s, e, PERR_UNAVAILABLE, PERR_CAUSE_AUTH, "server offers no AUTH; if it needs "
 				  "no login, remove user or set auth = off");
 	m = choose_mech(s, e);
 	if (m == AUTH_OFF)
 		return -1;
 	if (m != AUTH_EXTERNAL && !p->secret)
-		return local_fail(s, e, PERR_CONFIG, "no password for %s", p->user);
+		return local_fail(s, e, PERR_CONFIG, PERR_CAUSE_AUTH, "no password for %s", p->user);
 	if (m == AUTH_LOGIN)
 		return auth_login(s, e);
 	if (m == AUTH_SCRAM_SHA_256)
@@ -810,6 +893,7 @@ int smtp_open(struct smtp *s, const struct smtp_params *p, struct perr *e)
 	s->p = p;
 	s->tls_active = 0;
 	s->auth_pending = 0;
+	s->sent_b64 = NULL;
 	reply_init(&s->reply);
 	conn_init(&s->conn, p->timeout_s);
 	if (conn_connect(&s->conn, p->host, p->port, e) < 0)
@@ -858,28 +942,28 @@ static int addr_sendable(const char *a)
 static int precheck(struct smtp *s, const struct smtp_envelope *env, struct perr *e)
 {
 	if (s->conn.fd < 0)
-		return local_fail(s, e, PERR_TEMP, "not connected");
+		return local_fail(s, e, PERR_TEMP, PERR_CAUSE_LOST, "not connected");
 	if (env->nrcpts == 0)
-		return local_fail(s, e, PERR_USAGE, "a message without recipients");
+		return local_fail(s, e, PERR_USAGE, PERR_CAUSE_NONE, "a message without recipients");
 	if (!addr_sendable(env->sender))
-		return local_fail(s, e, PERR_DATA, "the sender address has a control character "
+		return local_fail(s, e, PERR_DATA, PERR_CAUSE_MESSAGE, "the sender address has a control character "
 				  "or is too long");
 	for (size_t i = 0; i < env->nrcpts; i++)
 		if (!addr_sendable(env->rcpts[i]))
-			return local_fail(s, e, PERR_DATA, "a recipient address has a control "
+			return local_fail(s, e, PERR_DATA, PERR_CAUSE_MESSAGE, "a recipient address has a control "
 					  "character or is too long");
 	if (env->smtputf8 && !(s->caps.flags & SMTP_CAP_SMTPUTF8))
-		return local_fail(s, e, PERR_DATA, "the address %s needs SMTPUTF8, which %s does "
+		return local_fail(s, e, PERR_DATA, PERR_CAUSE_MESSAGE, "the address %s needs SMTPUTF8, which %s does "
 				  "not offer; use an ASCII address", utf8_addr(env), s->p->host);
 	if ((s->caps.flags & SMTP_CAP_SIZE) && s->caps.size_max && env->size > s->caps.size_max)
-		return local_fail(s, e, PERR_UNAVAILABLE, "the message (%llu bytes) is larger "
+		return local_fail(s, e, PERR_UNAVAILABLE, PERR_CAUSE_MESSAGE, "the message (%llu bytes) is larger "
 				  "than the server's limit of %llu bytes", env->size,
 				  s->caps.size_max);
 	if ((env->dsn_notify && !dsn_word_ok(env->dsn_notify)) ||
 	    (env->dsn_return && !dsn_word_ok(env->dsn_return)))
-		return local_fail(s, e, PERR_USAGE, "invalid DSN option (-N or -R)");
+		return local_fail(s, e, PERR_USAGE, PERR_CAUSE_MESSAGE, "invalid DSN option (-N or -R)");
 	if (env->dsn_envid && strlen(env->dsn_envid) > ENVID_MAX)
-		return local_fail(s, e, PERR_USAGE, "the DSN envelope id (-V) is longer than %d "
+		return local_fail(s, e, PERR_USAGE, PERR_CAUSE_MESSAGE, "the DSN envelope id (-V) is longer than %d "
 				  "characters", ENVID_MAX);
 	return 0;
 }
@@ -949,7 +1033,11 @@ static int mail_reply(struct smtp *s, const struct smtp_envelope *env, struct tx
 	log_sanitize(who, sizeof who, env->sender, strlen(env->sender));
 	snprintf(what, sizeof what, "server %srefused the sender <%s>",
 		 s->reply.code / 100 == 4 ? "temporarily " : "", who);
-	server_fail(s, t->e, kind_of(s->reply.code, PERR_UNAVAILABLE), what);
+	/* 530 (authentication or STARTTLS required) and 503 (bad sequence)
+	 * are about the session, not this message's sender. */
+	server_fail(s, t->e, kind_of(s->reply.code, PERR_UNAVAILABLE),
+		    s->reply.code == 530 ? PERR_CAUSE_AUTH :
+		    s->reply.code == 503 ? PERR_CAUSE_PROTOCOL : PERR_CAUSE_SENDER, what);
 	t->failed = 1;
 	return -1;
 }
@@ -991,7 +1079,7 @@ static void rcpt_verdict(struct smtp *s, struct txn *t)
 	perr_smtp(t->e, kind, t->rcode, t->renh, "%s: %s: %s; nothing was sent", s->conn.peer,
 		  what, t->refused);
 	if (t->e)
-		t->e->cause = PERR_CAUSE_LOST; /* FIXME cause */
+		t->e->cause = t->nother ? PERR_CAUSE_PROTOCOL : PERR_CAUSE_RCPT;
 	t->failed = 1;
 }
 
@@ -1002,7 +1090,7 @@ static void data_reply(struct smtp *s, struct txn *t)
 		return;
 	}
 	if (!t->failed)
-		server_fail(s, t->e, kind_of(s->reply.code, PERR_UNAVAILABLE),
+		server_fail(s, t->e, kind_of(s->reply.code, PERR_UNAVAILABLE), PERR_CAUSE_DATA,
 			    "server refused DATA");
 	t->failed = 1;
 }
@@ -1054,25 +1142,31 @@ static int next_chunk(struct smtp *s, smtp_source_fn src, void *ctx, struct body
  * it may get; with PIPELINING every command is pipelined as far as RFC
  * 2920 and 3030 allow, without it every command is its own round trip.
  *
- * Where the replies of a message must be known before its body goes out
- * (SPEC 5: any recipient refused permanently means nothing is sent):
- *   BDAT, one recipient: MAIL, RCPT and BDAT ... LAST all go in the same
- *     flight (with the pending AUTH and with QUIT when it is the last
- *     message).  A refused RCPT leaves the transaction without a valid
- *     recipient, so the server refuses BDAT LAST (503/554) and nothing is
- *     delivered: no reply has to be waited for.
- *   BDAT, several recipients: MAIL and every RCPT in one flight, then a
- *     barrier: with one recipient refused and another accepted a BDAT LAST
- *     would deliver to the accepted ones, so the body waits for the RCPT
- *     replies (one more round trip), and a refusal costs only RSET.
- *   DATA: MAIL, RCPT... and DATA in one flight (SPEC 5); the body needs
- *     354 anyway.  One recipient refused of several still gets 354; then
- *     the only way to send nothing is to close the connection.
+ * What waits for what (SPEC 5): no byte of a message (DATA content or a
+ * BDAT chunk) goes out before the server has accepted AUTH and at least
+ * one RCPT of that message, and any recipient refused permanently means
+ * nothing is sent.
+ *   DATA: MAIL, RCPT... and DATA go in one flight (with the pending AUTH
+ *     before them); the body needs 354 anyway, and a server gives 354
+ *     only after a RCPT it accepted.  A 354 after a refused AUTH or a
+ *     refused recipient: closing the connection is the only way to send
+ *     nothing, so postern closes it.
+ *   BDAT: MAIL and every RCPT in one flight (with the pending AUTH), then
+ *     a barrier: the body waits for the AUTH and RCPT replies (one round
+ *     trip), and a refusal costs only RSET.  The one exception is a
+ *     session already authenticated (no AUTH reply outstanding) that has
+ *     seen no RCPT refused: a message with one recipient whose whole body
+ *     fits one chunk goes as MAIL, RCPT and BDAT LAST in one flight, since
+ *     a refused RCPT then leaves no valid recipient and the server refuses
+ *     the BDAT (a queue flush keeps its speed).  After the first RCPT
+ *     refusal of the session every message waits again.
  * The end of a body goes out with the next message's commands, or QUIT.
  * After a transaction whose outcome is not known yet (BDAT) or that was
  * abandoned, the next message starts with RSET; at the end QUIT does.
- * A pipelined AUTH that is refused: the transactions behind it get 530,
- * the batch stops, every message not delivered carries the AUTH error.
+ * A pipelined AUTH that is refused: the batch stops, no message byte has
+ * gone out, every message not delivered carries the AUTH error.
+ * A write that fails (the server closed) first reads the replies that
+ * had arrived: a refusal there decides, not the broken pipe.
  */
 
 /* What a reply in the pipeline answers. */
@@ -1096,6 +1190,12 @@ struct expect {
 #define BDAT_WINDOW 8
 /* Longest wait for the 221 to a QUIT, ms. */
 #define QUIT_GRACE_MS 500
+/* Shortest wait for the reply to the end of the message data, s (RFC
+ * 5321 4.5.3.2: 10 minutes), so that a slow server is never given up on
+ * after it took the message, which would send it twice. */
+#define FINAL_REPLY_MIN_S 600
+/* Longest wait for replies already on their way after a failed write. */
+#define DRAIN_MS 2000
 
 struct batch {
 	struct smtp *s;
@@ -1104,6 +1204,8 @@ struct batch {
 	int pipelining;
 	int broken;                  /* connection gone; e says why */
 	int auth_failed;             /* the pipelined AUTH was refused */
+	int auth_unconfirmed;        /* an AUTH reply is still outstanding */
+	int rcpt_refused;            /* a RCPT was refused in this session */
 	int need_rset;               /* the last transaction may still be open */
 	struct perr auth;            /* the AUTH refusal */
 	struct expect ring[RING];
@@ -1146,7 +1248,7 @@ static void settle(struct batch *b, size_t i)
 	if (!t->done && b->auth_failed)
 		m->err = b->auth;
 	else if (!t->done && !t->failed)
-		local_fail(b->s, &m->err, PERR_SOFTWARE, "transaction ended without an outcome");
+		local_fail(b->s, &m->err, PERR_SOFTWARE, PERR_CAUSE_NONE, "transaction ended without an outcome");
 	b->inflight--;
 	tell(m);
 }
@@ -1175,7 +1277,7 @@ static void final_reply(struct batch *b, struct txn *t, size_t i)
 				  "before: it counts as delivered");
 		t->done = 1;
 	} else if (!t->failed) {
-		server_fail(s, t->e, kind_of(code, PERR_UNAVAILABLE),
+		server_fail(s, t->e, kind_of(code, PERR_UNAVAILABLE), PERR_CAUSE_CONTENT,
 			    code / 100 == 4 ? "server temporarily refused the message"
 					    : "server refused the message");
 		t->failed = 1;
@@ -1187,6 +1289,7 @@ static void auth_reply(struct batch *b)
 	struct smtp *s = b->s;
 
 	s->auth_pending = 0;
+	b->auth_unconfirmed = 0;
 	if (auth_result(s, &b->auth) == 0)
 		return;
 	b->auth_failed = 1;
@@ -1212,7 +1315,7 @@ static void on_reply(struct batch *b, const struct expect *x)
 	switch (x->kind) {
 	case X_RSET:
 		if (s->reply.code / 100 != 2) {
-			server_fail(s, b->e, kind_of(s->reply.code, PERR_PROTOCOL),
+			server_fail(s, b->e, kind_of(s->reply.code, PERR_PROTOCOL), PERR_CAUSE_PROTOCOL,
 				    "server refused RSET");
 			conn_close(&s->conn);
 			b->broken = 1;
@@ -1222,6 +1325,8 @@ static void on_reply(struct batch *b, const struct expect *x)
 		mail_reply(s, env, t);
 		break;
 	case X_RCPT:
+		if (s->reply.code / 100 != 2)
+			b->rcpt_refused = 1;
 		if (!t->failed)
 			rcpt_reply(s, env->rcpts[x->rcpt], t);
 		if (x->rcpt + 1 == env->nrcpts)
@@ -1232,7 +1337,7 @@ static void on_reply(struct batch *b, const struct expect *x)
 		break;
 	case X_BDAT:
 		if (s->reply.code / 100 != 2 && !t->failed) {
-			server_fail(s, t->e, kind_of(s->reply.code, PERR_UNAVAILABLE),
+			server_fail(s, t->e, kind_of(s->reply.code, PERR_UNAVAILABLE), PERR_CAUSE_CONTENT,
 				    "server refused the message");
 			t->failed = 1;
 		}
@@ -1259,6 +1364,21 @@ static void quit_reply(struct smtp *s)
 		log_event("no reply to QUIT within %d ms; closing", ms);
 }
 
+static int writer_fail(struct batch *b, struct perr *e);
+
+/* Read the reply x expects: the end of the data gets at least
+ * FINAL_REPLY_MIN_S, every other reply the timeout. */
+static int read_expected(struct batch *b, const struct expect *x, int bdat)
+{
+	struct smtp *s = b->s;
+	int64_t min_ms = (int64_t)FINAL_REPLY_MIN_S * 1000;
+
+	conn_arm(&s->conn);
+	if (x->kind == X_LAST && s->conn.timeout_ms < min_ms)
+		s->conn.deadline = mono_ms() + min_ms;
+	return read_reply_armed(s, state_of(x, bdat), b->e);
+}
+
 /* Send what is buffered (one write) and read replies until at most keep
  * are outstanding. */
 static int pump(struct batch *b, size_t keep)
@@ -1270,10 +1390,8 @@ static int pump(struct batch *b, size_t keep)
 		return -1;
 	if (b->count <= keep)
 		return 0;
-	if (s->conn.wlen && flush(s, ST_COUNT, b->e) < 0) {
-		b->broken = 1;
-		return -1;
-	}
+	if (s->conn.wlen && flush(s, ST_COUNT, b->e) < 0)
+		return writer_fail(b, b->e);
 	while (b->count > keep) {
 		struct expect x = b->ring[b->head];
 
@@ -1283,7 +1401,7 @@ static int pump(struct batch *b, size_t keep)
 			quit_reply(s);
 			continue;
 		}
-		if (read_reply(s, state_of(&x, bdat), b->e) < 0) {
+		if (read_expected(b, &x, bdat) < 0) {
 			b->broken = 1;
 			return -1;
 		}
@@ -1317,15 +1435,63 @@ static int expect(struct batch *b, enum xkind kind, size_t msg, size_t rcpt)
 		return -1;
 	b->ring[(b->head + b->count) % RING] = (struct expect){ kind, msg, rcpt };
 	b->count++;
+	if (kind == X_AUTH)
+		b->auth_unconfirmed = 1;
 	if (kind != X_AUTH && kind != X_RSET && kind != X_QUIT)
 		tx_of(b, msg)->nexp++;
 	return b->pipelining ? 0 : pump(b, 0);
 }
 
-/* A command that could not be queued (I/O, or the last-guard check in
- * cmd): the connection is closed, the session is over. */
+/* After a failed write: read the replies that had already arrived (the
+ * server may have refused something and closed), applying each to what
+ * it answers, for at most DRAIN_MS.  A reply that does not come ends it. */
+static void drain(struct batch *b)
+{
+	struct smtp *s = b->s;
+	int bdat = (s->caps.flags & SMTP_CAP_CHUNKING) != 0;
+	struct perr tmp;
+
+	s->conn.wlen = 0;
+	while (b->count > 0 && s->conn.fd >= 0) {
+		struct expect x = b->ring[b->head];
+
+		if (x.kind == X_QUIT)
+			break;
+		perr_clear(&tmp);
+		s->conn.deadline = mono_ms() + DRAIN_MS;
+		if (read_reply_armed(s, state_of(&x, bdat), &tmp) < 0)
+			break;
+		b->head = (b->head + 1) % RING;
+		b->count--;
+		on_reply(b, &x);
+	}
+}
+
+/* A command or message bytes could not be written (I/O, or the
+ * last-guard check in cmd): the replies already received are read, then
+ * the connection is closed and the session is over.  e is the failure;
+ * with io set it is an I/O error on the connection, named with the peer
+ * and what was being sent. */
+static int send_fail(struct batch *b, struct perr *e, int io, enum smtp_state st)
+{
+	struct perr why = *e;
+
+	if (io)
+		io_error(b->s, &why, IO_SEND, st);
+	if (io && b->s->conn.fd >= 0)
+		drain(b);
+	*b->e = why;
+	conn_close(&b->s->conn);
+	b->broken = 1;
+	return -1;
+}
+
+/* A command could not be queued: cmd() said why (an I/O error named with
+ * the peer, or the last-guard check). */
 static int writer_fail(struct batch *b, struct perr *e)
 {
+	if (b->s->conn.fd >= 0 && e->cause == PERR_CAUSE_LOST)
+		drain(b);
 	if (e != b->e)
 		*b->e = *e;
 	conn_close(&b->s->conn);
@@ -1336,14 +1502,14 @@ static int writer_fail(struct batch *b, struct perr *e)
 /* Close the connection on purpose, so that a message cannot go out. */
 static int close_on_purpose(struct batch *b, size_t i, const char *why)
 {
-	local_fail(b->s, b->e, PERR_TEMP, "connection closed after message %zu of this session "
-		   "%s; not attempted", i + 1, why);
+	local_fail(b->s, b->e, PERR_TEMP, PERR_CAUSE_LOST, "connection closed after message %zu "
+		   "of this session %s; not attempted", i + 1, why);
 	conn_close(&b->s->conn);
 	b->broken = 1;
 	return -1;
 }
 
-static int write_envelope(struct batch *b, size_t i, int bdat)
+static int write_envelope(struct batch *b, size_t i, int data)
 {
 	struct smtp *s = b->s;
 	const struct smtp_envelope *env = b->msgs[i].env;
@@ -1361,7 +1527,7 @@ static int write_envelope(struct batch *b, size_t i, int bdat)
 		return writer_fail(b, e);
 	if (expect(b, X_MAIL, i, 0) < 0)
 		return -1;
-	if (t->failed) /* without PIPELINING: the refusal is known already */
+	if (t->failed || b->auth_failed) /* without PIPELINING: known already */
 		return 0;
 	for (size_t r = 0; r < env->nrcpts; r++) {
 		if (rcpt_cmd(s, env, r, e) < 0)
@@ -1369,7 +1535,7 @@ static int write_envelope(struct batch *b, size_t i, int bdat)
 		if (expect(b, X_RCPT, i, r) < 0)
 			return -1;
 	}
-	if (bdat || t->failed)
+	if (!data || t->failed || b->auth_failed)
 		return 0;
 	if (cmd(s, e, "DATA") < 0)
 		return writer_fail(b, e);
@@ -1406,7 +1572,7 @@ static int write_data_body(struct batch *b, size_t i)
 	body_init(&b->io.b, 1);
 	while ((rc = body_chunk(b, i, out, &n)) > 0) {
 		if (conn_write(&s->conn, out, n, b->e) < 0)
-			return writer_fail(b, b->e);
+			return send_fail(b, b->e, 1, ST_BODY);
 		b->io.sent += n;
 	}
 	if (rc < 0)
@@ -1417,34 +1583,51 @@ static int write_data_body(struct batch *b, size_t i)
 	log_event("message sent: %llu bytes", (unsigned long long)b->io.sent);
 	log_wire('C', ".", 1);
 	if (conn_write(&s->conn, out, k + 3, b->e) < 0)
-		return writer_fail(b, b->e);
+		return send_fail(b, b->e, 1, ST_BODY);
 	t->final_sent = 1;
 	return expect(b, X_LAST, i, 0);
 }
 
+/* The first chunks of a BDAT body, read before anything of the message
+ * is written (whether it fits one chunk decides how it is pipelined). */
+struct bdat_ahead {
+	unsigned char *pending, *ahead;
+	size_t plen, alen;
+	int more;              /* 1: ahead holds the next chunk; 0: pending is all */
+};
+
+/* Read the first chunk into pending and the next into ahead.  -1: the
+ * source failed (m->err says why), nothing of the message written yet. */
+static int bdat_prefetch(struct batch *b, size_t i, struct bdat_ahead *ba)
+{
+	ba->pending = b->io.slot[0];
+	ba->ahead = b->io.slot[1];
+	ba->plen = ba->alen = 0;
+	body_init(&b->io.b, 0);
+	ba->more = body_chunk(b, i, ba->pending, &ba->plen);
+	if (ba->more > 0)
+		ba->more = body_chunk(b, i, ba->ahead, &ba->alen);
+	return ba->more < 0 ? -1 : 0;
+}
+
 /* BDAT: each chunk is encoded one step ahead, so that the last one goes
  * out as "BDAT n LAST" together with the final CRLF. */
-static int write_bdat_body(struct batch *b, size_t i)
+static int write_bdat_body(struct batch *b, size_t i, struct bdat_ahead *ba)
 {
 	struct smtp *s = b->s;
 	struct txn *t = tx_of(b, i);
-	unsigned char *pending = b->io.slot[0], *ahead = b->io.slot[1], *tmp;
-	size_t plen = 0, alen = 0;
-	int more;
+	unsigned char *tmp;
 
-	body_init(&b->io.b, 0);
-	more = body_chunk(b, i, pending, &plen);
 	for (;;) {
-		if (more > 0)
-			more = body_chunk(b, i, ahead, &alen);
-		if (more < 0)
-			return source_failed(b, i);
+		int more = ba->more;
+
 		if (!more)
-			plen += body_finish(&b->io.b, pending + plen);
-		if (cmd(s, b->e, more ? "BDAT %zu" : "BDAT %zu LAST", plen) < 0 ||
-		    conn_write(&s->conn, pending, plen, b->e) < 0)
+			ba->plen += body_finish(&b->io.b, ba->pending + ba->plen);
+		if (cmd(s, b->e, more ? "BDAT %zu" : "BDAT %zu LAST", ba->plen) < 0)
 			return writer_fail(b, b->e);
-		b->io.sent += plen;
+		if (conn_write(&s->conn, ba->pending, ba->plen, b->e) < 0)
+			return send_fail(b, b->e, 1, ST_BODY);
+		b->io.sent += ba->plen;
 		if (!more) {
 			t->final_sent = 1;
 			log_event("message sent: %llu bytes", (unsigned long long)b->io.sent);
@@ -1454,10 +1637,14 @@ static int write_bdat_body(struct batch *b, size_t i)
 			return -1;
 		if (t->failed || b->auth_failed)
 			return 0; /* RFC 3030: no further chunk after a refused one */
-		tmp = pending;
-		pending = ahead;
-		ahead = tmp;
-		plen = alen;
+		tmp = ba->pending;
+		ba->pending = ba->ahead;
+		ba->ahead = tmp;
+		ba->plen = ba->alen;
+		ba->alen = 0;
+		ba->more = body_chunk(b, i, ba->ahead, &ba->alen);
+		if (ba->more < 0)
+			return source_failed(b, i);
 	}
 }
 
@@ -1472,32 +1659,43 @@ static int barrier(struct batch *b, size_t i)
 	return 0;
 }
 
-static int write_body(struct batch *b, size_t i, int bdat)
+/* May message i's single BDAT LAST follow its RCPT without waiting for the
+ * reply?  See "What waits for what" above. */
+static int bdat_without_wait(const struct batch *b, size_t i, const struct bdat_ahead *ba)
 {
-	const struct smtp_envelope *env = b->msgs[i].env;
+	return b->pipelining && !b->auth_unconfirmed && !b->auth_failed && !b->rcpt_refused &&
+	       b->msgs[i].env->nrcpts == 1 && ba->more == 0;
+}
+
+static int write_body(struct batch *b, size_t i, struct bdat_ahead *ba)
+{
 	struct txn *t = tx_of(b, i);
 
-	if (bdat && (env->nrcpts > 1 || !b->pipelining) && barrier(b, i) < 0)
+	if (!ba && barrier(b, i) < 0)
 		return -1;
-	if (!bdat && barrier(b, i) < 0)
+	if (ba && !bdat_without_wait(b, i, ba) && barrier(b, i) < 0)
 		return -1;
-	if (!bdat && t->data_open && (t->failed || b->auth_failed))
-		return close_on_purpose(b, i, "had recipients refused after DATA was "
-					"accepted (closing is the only way to send nothing)");
+	if (!ba && t->data_open && (t->failed || b->auth_failed))
+		return close_on_purpose(b, i, b->auth_failed ?
+					"had AUTH refused but DATA accepted (closing is the "
+					"only way to send nothing)" :
+					"had recipients refused after DATA was accepted "
+					"(closing is the only way to send nothing)");
 	if (t->failed || b->auth_failed) {
 		b->need_rset = 1;
 		return 0;
 	}
-	if (!bdat)
+	if (!ba)
 		return write_data_body(b, i);
 	b->need_rset = 1; /* the outcome of BDAT LAST comes later */
-	return write_bdat_body(b, i);
+	return write_bdat_body(b, i, ba);
 }
 
 static int write_msg(struct batch *b, size_t i)
 {
 	struct smtp_msg *m = &b->msgs[i];
 	struct txn *t;
+	struct bdat_ahead ba;
 	int bdat = (b->s->caps.flags & SMTP_CAP_CHUNKING) != 0;
 	int rc;
 
@@ -1510,18 +1708,22 @@ static int write_msg(struct batch *b, size_t i)
 	}
 	if (b->inflight >= WINDOW && make_room(b) < 0)
 		return -1;
+	if (m->rewind)
+		m->rewind(m->src_ctx);
+	b->io.sent = 0;
+	if (bdat && bdat_prefetch(b, i, &ba) < 0) {
+		tell(m); /* nothing of it was written: the session goes on */
+		return 0;
+	}
 	b->next = i + 1;
 	t = tx_of(b, i);
 	memset(t, 0, sizeof *t);
 	t->e = &m->err;
 	t->writing = 1;
 	b->inflight++;
-	if (m->rewind)
-		m->rewind(m->src_ctx);
-	b->io.sent = 0;
-	rc = write_envelope(b, i, bdat);
+	rc = write_envelope(b, i, !bdat);
 	if (rc == 0)
-		rc = write_body(b, i, bdat);
+		rc = write_body(b, i, bdat ? &ba : NULL);
 	t->writing = 0;
 	if (rc == 0)
 		maybe_settle(b, i);
@@ -1607,7 +1809,7 @@ int smtp_send_batch(struct smtp *s, struct smtp_msg *msgs, size_t n, int quit, s
 	}
 	if (s->conn.fd < 0) {
 		free(b);
-		return local_fail(s, e, PERR_TEMP, "not connected");
+		return local_fail(s, e, PERR_TEMP, PERR_CAUSE_LOST, "not connected");
 	}
 	b->io.in = xmalloc(BODY_CHUNK);
 	b->io.slot[0] = xmalloc(SLOT_SIZE);
@@ -1654,8 +1856,10 @@ void smtp_quit(struct smtp *s)
 	struct perr tmp;
 	int ms = s->conn.timeout_ms < 1000 ? s->conn.timeout_ms : 1000;
 
-	if (s->conn.fd < 0)
+	if (s->conn.fd < 0) {
+		smtp_close(s);
 		return;
+	}
 	perr_clear(&tmp);
 	s->conn.wlen = 0;
 	if (cmd(s, &tmp, "QUIT") == 0) {
@@ -1663,10 +1867,11 @@ void smtp_quit(struct smtp *s)
 		if (conn_flush(&s->conn, &tmp) == 0)
 			read_reply_armed(s, ST_QUIT, &tmp);
 	}
-	conn_close(&s->conn);
+	smtp_close(s);
 }
 
 void smtp_close(struct smtp *s)
 {
 	conn_close(&s->conn);
+	forget_payload(s);
 }

@@ -43,21 +43,32 @@ struct tls_opts submit_tls_opts(const struct account *a)
 	return o;
 }
 
-/* A 5xx to MAIL FROM, or after DATA naming the sender: the provider does
- * not let this account send as this address. */
+/* A 5xx to MAIL FROM, or at the end of the data when the server's reply
+ * is about the sender (an enhanced code of the sender's address, or its
+ * text says so): the provider does not let this account send as this
+ * address. */
 static int sender_refused(const struct perr *e)
 {
-	if (e->code < 550 || e->code > 554 || e->kind == PERR_NOUSER)
+	static const char *const sender_codes[] = { "5.1.7", "5.1.8", "5.2.252", "5.7.60" };
+
+	if (e->code < 550 || e->code > 554)
 		return 0;
-	return strstr(e->text, "MAIL FROM") || strcasestr(e->text, "sender") ||
-	       strcasestr(e->text, "from address") || strcasestr(e->text, "not owned") ||
-	       strcasestr(e->text, "send as") || strcasestr(e->text, "send mail as");
+	if (e->cause == PERR_CAUSE_SENDER)
+		return 1;
+	if (e->cause != PERR_CAUSE_CONTENT)
+		return 0;
+	for (size_t i = 0; i < sizeof sender_codes / sizeof sender_codes[0]; i++)
+		if (strcmp(e->enhanced, sender_codes[i]) == 0)
+			return 1;
+	return strcasestr(e->text, "sender") || strcasestr(e->text, "send as");
 }
 
-/* Append the fix a person needs for this failure, when we know one.
- * Each text names the setting to change in ~/.smtprc. */
+/* Append the fix a person needs for this failure, when we know one,
+ * chosen by its cause and the server's reply code. */
 static void advise(struct perr *e, const struct account *a, unsigned port)
 {
+	int oauth = a->auth == AUTH_XOAUTH2 || a->auth == AUTH_OAUTHBEARER;
+
 	if (e->cause == PERR_CAUSE_CONNECT_TIMEOUT) {
 		perr_append(e, "; the network may block port %u; try %s, or run postern --probe",
 			    port, port == 465 ? "587 or 2525" : port == 2525 ? "587 or 465" : "465 or 2525");
@@ -68,10 +79,9 @@ static void advise(struct perr *e, const struct account *a, unsigned port)
 		   config_port_tls(a, port) != TLS_IMPLICIT) {
 		perr_append(e, "; a server that waits silently may expect TLS from the first byte: "
 			       "set tls = implicit (usual on port 465), or run postern --probe");
-	} else if (e->code == 530 && strcasestr(e->text, "STARTTLS")) {
+	} else if (e->code == 530 && config_port_tls(a, port) == TLS_OFF) {
 		perr_append(e, "; set tls = starttls");
-	} else if (e->kind == PERR_AUTH && !strstr(e->text, "server signature") &&
-		   !strstr(e->text, "OAuth2 token")) {
+	} else if (e->kind == PERR_AUTH && e->code >= 500 && !oauth) {
 		perr_append(e, "; check the password for account %s; Gmail and Outlook need an "
 			       "app password or OAuth2 (auth = xoauth2)", a->name);
 	} else if (sender_refused(e)) {

@@ -374,6 +374,10 @@ class Case:
             "XDG_STATE_HOME": self.xdg_state,
             "XDG_RUNTIME_DIR": self.runtime,
             "TMPDIR": self.tmp,
+            # root's default spool is /var/spool/postern, shared by every
+            # test: each case gets its own (env={"POSTERN_QUEUE_DIR": None}
+            # tests the default).
+            "POSTERN_QUEUE_DIR": os.path.join(self.dir, "spool"),
             "LANG": "C.UTF-8",
             "USER": os.environ.get("USER", "root"),
             "LOGNAME": os.environ.get("LOGNAME", os.environ.get("USER", "root")),

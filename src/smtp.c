@@ -1478,6 +1478,13 @@ static int send_fail(struct batch *b, struct perr *e, int io, enum smtp_state st
 
 	if (io)
 		io_error(b->s, &why, IO_SEND, st);
+	/* Cut short in the body: a reply there is the server's verdict on
+	 * the message (552 too big, 554 content refused). */
+	if (io && st == ST_BODY && b->next > 0 && b->count < RING) {
+		b->ring[(b->head + b->count) % RING] = (struct expect){ X_LAST, b->next - 1, 0 };
+		b->count++;
+		tx_of(b, b->next - 1)->nexp++;
+	}
 	if (io && b->s->conn.fd >= 0)
 		drain(b);
 	*b->e = why;

@@ -1,10 +1,13 @@
-/* crypto.c — OpenSSL's process-wide set-up, and SHA-256 digests through
- * its EVP interface. */
+/* crypto.c — OpenSSL's process-wide set-up, SHA-256 digests through its
+ * EVP interface, and the salted, slow stamps of crypto.h (PBKDF2). */
 #include "autoconf.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "crypto.h"
 
@@ -40,4 +43,106 @@ void crypto_sha256_hex(const struct crypto_part *parts, size_t n, char out[65])
 	EVP_MD_CTX_free(ctx);
 	for (unsigned int i = 0; i < mdlen && i < 32; i++)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+#define SALT_LEN 16
+#define HASH_LEN 32
+#define STAMP_PREFIX "pbkdf2-sha256$"
+
+static void hex(const unsigned char *p, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+/* Exactly 2 * n lower-case hex digits into out (n bytes); *end points
+ * after them. */
+static int unhex(const char *s, size_t n, unsigned char *out, const char **end)
+{
+	for (size_t i = 0; i < 2 * n; i++) {
+		int c = (unsigned char)s[i], v;
+
+		if (c >= '0' && c <= '9')
+			v = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v = c - 'a' + 10;
+		else
+			return -1;
+		if (i % 2 == 0)
+			out[i / 2] = (unsigned char)(v << 4);
+		else
+			out[i / 2] |= (unsigned char)v;
+	}
+	*end = s + 2 * n;
+	return 0;
+}
+
+/* PBKDF2-HMAC-SHA256 (iter, salt) of SHA-256(parts) into hash. */
+static int derive(const struct crypto_part *parts, size_t n, const unsigned char *salt,
+		  unsigned long iter, unsigned char hash[HASH_LEN])
+{
+	unsigned char pre[EVP_MAX_MD_SIZE];
+	unsigned int prelen = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int ok = 0;
+
+	if (!ctx)
+		return -1;
+	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1) {
+		ok = 1;
+		for (size_t i = 0; i < n && ok; i++)
+			ok = EVP_DigestUpdate(ctx, parts[i].p, parts[i].len) == 1;
+		ok = ok && EVP_DigestFinal_ex(ctx, pre, &prelen) == 1;
+	}
+	EVP_MD_CTX_free(ctx);
+	ok = ok && PKCS5_PBKDF2_HMAC((const char *)pre, (int)prelen, salt, SALT_LEN, (int)iter,
+				     EVP_sha256(), HASH_LEN, hash) == 1;
+	OPENSSL_cleanse(pre, sizeof pre);
+	return ok ? 0 : -1;
+}
+
+int crypto_stamp(const struct crypto_part *parts, size_t n, char out[CRYPTO_STAMP_MAX])
+{
+	unsigned char salt[SALT_LEN], hash[HASH_LEN];
+	char shex[2 * SALT_LEN + 1], hhex[2 * HASH_LEN + 1];
+
+	out[0] = '\0';
+	if (RAND_bytes(salt, sizeof salt) != 1 ||
+	    derive(parts, n, salt, CRYPTO_STAMP_ITER, hash) < 0)
+		return -1;
+	hex(salt, sizeof salt, shex);
+	hex(hash, sizeof hash, hhex);
+	snprintf(out, CRYPTO_STAMP_MAX, STAMP_PREFIX "%d$%s$%s", CRYPTO_STAMP_ITER, shex, hhex);
+	return 0;
+}
+
+int crypto_stamp_matches(const struct crypto_part *parts, size_t n, const char *stamp)
+{
+	unsigned char salt[SALT_LEN], want[HASH_LEN], got[HASH_LEN];
+	unsigned long iter;
+	const char *p;
+	char *end;
+	int same;
+
+	if (strncmp(stamp, STAMP_PREFIX, sizeof STAMP_PREFIX - 1) != 0)
+		return -1;
+	p = stamp + sizeof STAMP_PREFIX - 1;
+	if (*p < '1' || *p > '9')
+		return -1;
+	iter = strtoul(p, &end, 10);
+	if (*end != '$' || iter < CRYPTO_STAMP_ITER || iter > CRYPTO_STAMP_ITER_MAX)
+		return -1;
+	if (unhex(end + 1, SALT_LEN, salt, &p) < 0 || *p != '$' ||
+	    unhex(p + 1, HASH_LEN, want, &p) < 0 || *p != '\0')
+		return -1;
+	if (derive(parts, n, salt, iter, got) < 0)
+		return -1;
+	same = CRYPTO_memcmp(got, want, HASH_LEN) == 0;
+	OPENSSL_cleanse(got, sizeof got);
+	return same;
 }

@@ -17,4 +17,25 @@ struct crypto_part {
 };
 void crypto_sha256_hex(const struct crypto_part *parts, size_t n, char out[65]);
 
+/* Stamps: what postern stores to notice later that a secret changed
+ * (SPEC section 3: salted and slow, so a stolen file does not let anyone
+ * test password guesses faster than the server does).  A stamp is
+ *   "pbkdf2-sha256$ITERATIONS$SALT$HASH"
+ * SALT: 16 random bytes, HASH: PBKDF2-HMAC-SHA256 (32 bytes) of the
+ * SHA-256 of the concatenated parts, both lower-case hex.  Making or
+ * checking one costs CRYPTO_STAMP_ITER iterations (tens of milliseconds):
+ * call only when a stamp is needed. */
+#define CRYPTO_STAMP_ITER 100000
+#define CRYPTO_STAMP_ITER_MAX 10000000
+#define CRYPTO_STAMP_MAX 128
+
+/* A new stamp of the parts with a fresh random salt: 0, or -1 when no
+ * random bytes or no digest could be had (out is then ""). */
+int crypto_stamp(const struct crypto_part *parts, size_t n, char out[CRYPTO_STAMP_MAX]);
+
+/* 1 when stamp was made from the same parts, 0 when not, -1 when stamp
+ * is not of the format above (or its iteration count is below
+ * CRYPTO_STAMP_ITER or above CRYPTO_STAMP_ITER_MAX). */
+int crypto_stamp_matches(const struct crypto_part *parts, size_t n, const char *stamp);
+
 #endif

@@ -170,28 +170,73 @@ static int open_queue(struct queue *q, struct perr *e)
 }
 
 /* What identifies the account's credentials now: a hold placed under one
- * stamp ends when the configuration or the secret changes. */
-static void hold_stamp(const struct account *a, const struct secret *s, char out[65])
-{
-	char ports[64] = "";
-	const char *none = "";
-	struct crypto_part parts[] = {
-		{ "postern-hold-1", 15 },
-		{ a->host, strlen(a->host) + 1 },
-		{ ports, 0 },
-		{ a->user ? a->user : none, (a->user ? strlen(a->user) : 0) + 1 },
-		{ config_auth_name(a->auth), strlen(config_auth_name(a->auth)) + 1 },
-		{ a->password_command ? a->password_command : none,
-		  (a->password_command ? strlen(a->password_command) : 0) + 1 },
-		{ s->value ? s->value : none, s->value ? s->len : 0 },
-	};
+ * set of them ends when the configuration or the secret changes.  The
+ * parts go to queue_hold / queue_held, which keep only a salted, slow
+ * stamp of them (never compute one without a hold: it costs tens of ms). */
+struct cred {
+	char ports[64];
+	struct crypto_part parts[7];
+};
 
+static void cred_of(const struct account *a, const struct secret *s, struct cred *c)
+{
+	const char *none = "", *auth = config_auth_name(a->auth);
+
+	c->ports[0] = '\0';
 	for (int i = 0; i < a->nports; i++) {
-		size_t n = strlen(ports);
-		snprintf(ports + n, sizeof ports - n, "%u ", a->ports[i]);
+		size_t n = strlen(c->ports);
+		snprintf(c->ports + n, sizeof c->ports - n, "%u ", a->ports[i]);
 	}
-	parts[2].len = strlen(ports) + 1;
-	crypto_sha256_hex(parts, sizeof parts / sizeof parts[0], out);
+	c->parts[0] = (struct crypto_part){ "postern-hold-1", 15 };
+	c->parts[1] = (struct crypto_part){ a->host, strlen(a->host) + 1 };
+	c->parts[2] = (struct crypto_part){ c->ports, strlen(c->ports) + 1 };
+	c->parts[3] = (struct crypto_part){ a->user ? a->user : none,
+					    (a->user ? strlen(a->user) : 0) + 1 };
+	c->parts[4] = (struct crypto_part){ auth, strlen(auth) + 1 };
+	c->parts[5] = (struct crypto_part){ a->password_command ? a->password_command : none,
+					    (a->password_command ? strlen(a->password_command) : 0) + 1 };
+	c->parts[6] = (struct crypto_part){ s->value ? s->value : none, s->value ? s->len : 0 };
+}
+
+/* queue_held for the account, paying for the stamp only when a hold
+ * exists (one stat otherwise). */
+static int held_now(struct queue *q, const struct account *a, const struct secret *s,
+		    char **reason)
+{
+	struct cred c;
+
+	*reason = NULL;
+	if (!queue_hold_exists(q, a->name))
+		return 0;
+	cred_of(a, s, &c);
+	return queue_held(q, a->name, c.parts, sizeof c.parts / sizeof c.parts[0], reason);
+}
+
+/* ---- what a failure does to a message ---------------------------------------- */
+
+enum fate {
+	FATE_RETRY, /* stays queued (or is queued), backed off, with the reason */
+	FATE_HOLD,  /* the same, and the account is held: credentials refused */
+	FATE_END,   /* a queued message moves to failed/; a new one is refused */
+};
+
+/* The one policy (SPEC 6), for a queued message and for the caller's new
+ * one alike.  Only a message's own permanent refusal ends a queued
+ * message (queue_lifetime is queue_retry's); whatever fails the session or
+ * the account leaves it queued.  A new message is queued only for a
+ * temporary failure or refused credentials: any permanent failure stays
+ * the caller's, with a non-zero exit. */
+static enum fate fate_of(const struct perr *e, int queued)
+{
+	switch (perr_verdict(e)) {
+	case PERR_TEMPORARY:
+		return FATE_RETRY;
+	case PERR_CREDENTIALS:
+		return FATE_HOLD;
+	case PERR_PERMANENT:
+		break;
+	}
+	return !queued || perr_ends_message(e) ? FATE_END : FATE_RETRY;
 }
 
 static void env_from_queue(const struct queue_env *qe, struct smtp_envelope *env)
@@ -250,32 +295,42 @@ static void job_for_item(struct submit_job *j, struct smtp_envelope *env, struct
 	j->finished_ctx = ctx;
 }
 
+/* Not delivered, not ended: back off (or give up after queue_lifetime).
+ * Returns the log status. */
+static const char *requeue(struct queue *q, const struct account *a, struct queue_item *it,
+			   const char *why, int held, void (*notice)(const char *))
+{
+	struct perr e = { 0 };
+	int rc = queue_retry(q, it, why, time(NULL), a ? a->queue_lifetime : 0, &e);
+
+	if (rc == 1)
+		notify(notice, "%s: gave up after queue_lifetime; moved to failed: %s", it->env.id,
+		       why);
+	else if (rc < 0)
+		notify(notice, "%s: %s", it->env.id, e.text);
+	return rc == 1 ? "expired" : held ? "held" : "deferred";
+}
+
 /* Record the outcome of a queued message's attempt. */
 static void settle_item(struct queue *q, const struct account *a, struct queue_item *it,
 			const struct submit_job *j, int64_t t0, void (*notice)(const char *))
 {
 	struct perr e = { 0 };
 	const char *id = it->env.id, *status;
+	enum fate f = FATE_RETRY;
 
 	if (j->done) {
 		status = "sent";
 		if (queue_done(q, it, &e) < 0)
 			notify(notice, "%s: delivered, but removing it from the queue failed: %s", id,
 			       e.text);
-	} else if (j->err.kind == PERR_TEMP || j->err.kind == PERR_AUTH) {
-		int rc = queue_retry(q, it, j->err.text, time(NULL), a->queue_lifetime, &e);
-
-		status = rc == 1 ? "expired" : j->err.kind == PERR_AUTH ? "held" : "deferred";
-		if (rc == 1)
-			notify(notice, "%s: gave up after queue_lifetime; moved to failed: %s", id,
-			       j->err.text);
-		else if (rc < 0)
-			notify(notice, "%s: %s", id, e.text);
-	} else {
+	} else if ((f = fate_of(&j->err, 1)) == FATE_END) {
 		status = "failed";
 		if (queue_fail(q, it, j->err.text, &e) < 0)
 			notify(notice, "%s: %s", id, e.text);
 		notify(notice, "%s: refused permanently, moved to failed: %s", id, j->err.text);
+	} else {
+		status = requeue(q, a, it, j->err.text, f == FATE_HOLD, notice);
 	}
 	log_outcome(a, j->env, j, status, j->done ? j->reply : j->err.text, NULL, id, t0, notice);
 }
@@ -284,11 +339,11 @@ static void settle_item(struct queue *q, const struct account *a, struct queue_i
 static void hold_account(struct queue *q, const struct account *a, const struct secret *s,
 			 const struct perr *why, void (*notice)(const char *))
 {
-	char stamp[65];
 	struct perr e = { 0 };
+	struct cred c;
 
-	hold_stamp(a, s, stamp);
-	if (queue_hold(q, a->name, why->text, stamp, &e) < 0)
+	cred_of(a, s, &c);
+	if (queue_hold(q, a->name, why->text, c.parts, sizeof c.parts / sizeof c.parts[0], &e) < 0)
 		notify(notice, "%s", e.text);
 	if (log_event_line(a->log, LOGL_ERR, &e, "account=%s status=held (%s)", a->name,
 			   why->text) < 0)
@@ -354,6 +409,7 @@ struct send_state {
 	struct smtp_envelope *envs;
 	struct settle_ctx *ctxs;
 	int64_t t0;                   /* when the attempt began; 0: none */
+	int hold_lifted;              /* the credentials changed since a hold */
 };
 
 static void send_state_free(struct send_state *st)
@@ -401,17 +457,20 @@ static int keep(struct send_state *st, const struct account *a, const struct mes
 	return 0;
 }
 
-/* Try now: the caller's message first, then the account's queued ones
- * over the same connection.  Returns the caller's job's outcome. */
+/* Try now: the caller's message first, then the account's due queued
+ * ones (all of them when a hold just ended) over the same connection.
+ * Returns the caller's job's outcome. */
 static int attempt(struct send_state *st, const struct account *a, const struct message *m,
 		   const struct smtp_envelope *env, const struct deliver_req *req, struct perr *e)
 {
 	struct msg_reader reader;
+	struct queue_scan scan;
 	struct perr qe = { 0 };
 	size_t n = 1;
 
-	if (st->q_open && queue_claim(&st->q, a->name, 0, time(NULL), &st->items, &st->nitems,
-				      &qe) == 0)
+	queue_scan_init(&scan, a->name, !st->hold_lifted, time(NULL));
+	if (st->q_open && queue_claim_next(&st->q, &scan, QUEUE_CLAIM_MAX - 1, &st->items,
+					   &st->nitems, &qe) == 0)
 		n += st->nitems;
 	st->jobs = xcalloc(n, sizeof *st->jobs);
 	st->envs = xcalloc(n, sizeof *st->envs);
@@ -438,7 +497,7 @@ int deliver_message(const struct config *cfg, const struct deliver_req *req, str
 	struct send_state st = { 0 };
 	const struct account *a;
 	const char *sender;
-	char sender_buf[512], stamp[65];
+	char sender_buf[512];
 	char *held = NULL, msgid[256];
 	struct smtp_envelope env = { 0 };
 	int rc = -1;
@@ -496,16 +555,17 @@ int deliver_message(const struct config *cfg, const struct deliver_req *req, str
 	}
 	if (secret_resolve(a, &st.s, e) < 0) {
 		/* The keyring unreachable or a command that timed out: try later. */
-		if (e->kind == PERR_TEMP && a->queue) {
+		if (fate_of(e, 0) == FATE_RETRY && a->queue) {
 			struct perr why = *e;
 			rc = keep(&st, a, m, &env, &why, res, e);
 		}
 		goto out;
 	}
 	if (a->queue && open_queue(&st.q, e) == 0) {
+		int hold = held_now(&st.q, a, &st.s, &held);
+
 		st.q_open = 1;
-		hold_stamp(a, &st.s, stamp);
-		if (queue_held(&st.q, a->name, stamp, &held) == 1) {
+		if (hold == 1) {
 			struct perr why;
 			perr_set(&why, PERR_AUTH, "account %s is held after refused credentials (%s); "
 				 "fix them and run postern -q", a->name, held);
@@ -513,12 +573,13 @@ int deliver_message(const struct config *cfg, const struct deliver_req *req, str
 			rc = keep(&st, a, m, &env, &why, res, e);
 			goto out;
 		}
+		st.hold_lifted = hold == 2;
 	}
 	perr_clear(e);
 	rc = attempt(&st, a, m, &env, req, e);
-	if (rc < 0 && a->queue && (e->kind == PERR_TEMP || e->kind == PERR_AUTH)) {
+	if (rc < 0 && a->queue && fate_of(e, 0) != FATE_END) {
 		struct perr why = *e;
-		if (why.kind == PERR_AUTH && (st.q_open || open_queue(&st.q, e) == 0)) {
+		if (fate_of(&why, 0) == FATE_HOLD && (st.q_open || open_queue(&st.q, e) == 0)) {
 			st.q_open = 1;
 			hold_account(&st.q, a, &st.s, &why, req->notice);
 		}
@@ -542,103 +603,173 @@ out:
 
 /* ---- the queue, flushed ------------------------------------------------------ */
 
-/* Deliver the claimed items of one account (items[0..n) share it). */
-static int flush_account(const struct config *cfg, struct queue *q, struct queue_item *items,
-			 size_t n, int due_only, void (*notice)(const char *), struct perr *e)
+/* What one flush knows of an account whose messages it met. */
+struct acct_run {
+	char *name;                 /* as in the envelopes */
+	const struct account *a;    /* NULL: not in the configuration */
+	struct secret s;
+	int ready;                  /* a and s are usable */
+	int hold;                   /* queue_held: 1 held, 2 lifted now; 0 none */
+	struct perr why;            /* not ready, or the session failed in this
+				       run (down): the reason its messages keep */
+	int down;
+};
+
+struct flush_run {
+	const struct config *cfg;
+	struct queue *q;
+	int due_only;
+	void (*notice)(const char *);
+	struct acct_run *accts;
+	size_t n, cap;
+	struct perr last;           /* the last failure, for the exit status */
+	int failed;
+};
+
+static struct acct_run *acct_find(struct flush_run *r, const char *name)
 {
-	const char *name = items[0].env.account;
-	const struct account *a = config_choose(cfg, name, NULL, e);
-	struct secret s = { 0 };
+	for (size_t i = 0; i < r->n; i++)
+		if (strcmp(r->accts[i].name, name) == 0)
+			return &r->accts[i];
+	return NULL;
+}
+
+/* The account's state for this run, set up the first time: the
+ * configuration, the secret (once per run), the hold. */
+static struct acct_run *acct_get(struct flush_run *r, const char *name)
+{
+	struct acct_run *ar = acct_find(r, name);
+	char *held = NULL;
+
+	if (ar)
+		return ar;
+	if (r->n == r->cap) {
+		r->cap = r->cap ? 2 * r->cap : 4;
+		r->accts = xrealloc(r->accts, r->cap * sizeof *r->accts);
+	}
+	ar = &r->accts[r->n++];
+	memset(ar, 0, sizeof *ar);
+	ar->name = xstrdup(name);
+	ar->a = config_choose(r->cfg, name, NULL, &ar->why);
+	if (!ar->a) {
+		notify(r->notice, "queued messages of account %s stay queued: %s", name, ar->why.text);
+		return ar;
+	}
+	if (secret_resolve(ar->a, &ar->s, &ar->why) < 0) {
+		notify(r->notice, "account %s: %s; its queued messages stay queued", name,
+		       ar->why.text);
+		/* Unknown credentials: a hold stays as it is. */
+		ar->hold = queue_hold_exists(r->q, name);
+		return ar;
+	}
+	ar->ready = 1;
+	if (!r->due_only) {
+		queue_unhold(r->q, name);  /* a person asked */
+		return ar;
+	}
+	ar->hold = held_now(r->q, ar->a, &ar->s, &held);
+	if (ar->hold == 1)
+		log_event("account %s is held (%s); skipped", name, held);
+	free(held);
+	return ar;
+}
+
+static void acct_runs_free(struct flush_run *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		secret_free(&r->accts[i].s);
+		free(r->accts[i].name);
+	}
+	free(r->accts);
+}
+
+/* The scan's pick: with --due a held account's messages stay untouched,
+ * and all of them go (due or not) when its hold just ended because the
+ * credentials changed. */
+static enum queue_pick flush_pick(void *ctx, const struct queue_env *env)
+{
+	struct flush_run *r = ctx;
+	struct acct_run *ar;
+
+	if (!r->due_only || !queue_hold_exists(r->q, env->account)) {
+		ar = acct_find(r, env->account);
+		return ar && ar->hold == 2 && r->due_only ? QUEUE_PICK_ANY : QUEUE_PICK_RULE;
+	}
+	ar = acct_get(r, env->account);
+	return ar->hold == 2 ? QUEUE_PICK_ANY : QUEUE_PICK_SKIP;
+}
+
+static void flush_failed(struct flush_run *r, const struct perr *e)
+{
+	r->last = *e;
+	r->failed = 1;
+}
+
+/* Deliver the claimed items of one account (items[0..n) share it) over
+ * one session; or, when the account cannot be used now (unknown, no
+ * secret, its session failed earlier in this run), keep them queued with
+ * the reason, backed off. */
+static void flush_account(struct flush_run *r, struct queue_item *items, size_t n)
+{
+	struct acct_run *ar = acct_get(r, items[0].env.account);
 	struct submit_job *jobs;
 	struct smtp_envelope *envs;
-	struct queue_item **sel;
 	struct settle_ctx *ctxs;
-	char stamp[65], *held = NULL;
-	size_t failed = 0, nsel = 0;
-	time_t now = time(NULL);
+	const struct perr *refused = NULL;
+	struct perr se = { 0 };
 
-	if (!a) {
-		notify(notice, "%zu queued message(s) of account %s stay queued: %s", n, name, e->text);
-		return -1;
-	}
-	/* A timer with nothing due and no hold to re-check asks for no secret. */
-	if (due_only && !queue_hold_exists(q, name)) {
-		size_t due = 0;
+	if (ar->hold == 1 && (r->due_only || ar->down))
+		return;  /* released untouched: mailq shows them held */
+	if (!ar->ready || ar->down) {
+		for (size_t i = 0; i < n; i++) {
+			struct smtp_envelope env;
+			const char *status = requeue(r->q, ar->a, &items[i], ar->why.text, 0, r->notice);
 
-		for (size_t i = 0; i < n; i++)
-			due += items[i].env.next_try <= now;
-		if (due == 0)
-			return 0;
-	}
-	if (secret_resolve(a, &s, e) < 0) {
-		notify(notice, "account %s: %s; its queued messages stay queued", name, e->text);
-		return -1;
-	}
-	hold_stamp(a, &s, stamp);
-	int hold = queue_held(q, name, stamp, &held);
-	if (hold == 1) {
-		if (due_only) {
-			log_event("account %s is held (%s); skipped", name, held);
-			free(held);
-			secret_free(&s);
-			return 0;
+			env_from_queue(&items[i].env, &env);
+			if (ar->a)
+				log_outcome(ar->a, &env, NULL, status, ar->why.text, NULL,
+					    items[i].env.id, 0, r->notice);
 		}
-		free(held);
-		queue_unhold(q, name);
+		flush_failed(r, &ar->why);
+		return;
 	}
-	/* With --due only messages whose time has come go, unless a hold just
-	 * ended because the credentials changed: then all of them. */
-	sel = xcalloc(n, sizeof *sel);
-	for (size_t i = 0; i < n; i++)
-		if (!due_only || hold == 2 || items[i].env.next_try <= now)
-			sel[nsel++] = &items[i];
-	jobs = xcalloc(nsel, sizeof *jobs);
-	envs = xcalloc(nsel, sizeof *envs);
-	ctxs = xcalloc(nsel, sizeof *ctxs);
+	jobs = xcalloc(n, sizeof *jobs);
+	envs = xcalloc(n, sizeof *envs);
+	ctxs = xcalloc(n, sizeof *ctxs);
 	int64_t t0 = mono_ms();
-	for (size_t i = 0; i < nsel; i++) {
-		ctxs[i] = (struct settle_ctx){ .q = q, .a = a, .t0 = t0, .notice = notice };
-		job_for_item(&jobs[i], &envs[i], sel[i], &ctxs[i]);
+	for (size_t i = 0; i < n; i++) {
+		ctxs[i] = (struct settle_ctx){ .q = r->q, .a = ar->a, .t0 = t0, .notice = r->notice };
+		job_for_item(&jobs[i], &envs[i], &items[i], &ctxs[i]);
 	}
-	if (nsel)
-		submit_batch(a, &s, jobs, nsel, e);
-	for (size_t i = 0; i < nsel; i++) {
-		if (!jobs[i].done) {
-			*e = jobs[i].err;
-			failed++;
-		}
+	if (submit_batch(ar->a, &ar->s, jobs, n, &se) < 0) {
+		/* The next batches of this account do not try again in this run. */
+		ar->down = 1;
+		ar->why = se;
 	}
-	if (failed && e->kind == PERR_AUTH)
-		hold_account(q, a, &s, e, notice);
-	free(sel);
+	for (size_t i = 0; i < n; i++) {
+		if (jobs[i].done)
+			continue;
+		flush_failed(r, &jobs[i].err);
+		if (!refused && fate_of(&jobs[i].err, 1) == FATE_HOLD)
+			refused = &jobs[i].err;
+	}
+	if (refused) {
+		hold_account(r->q, ar->a, &ar->s, refused, r->notice);
+		ar->hold = 1;
+		ar->down = 1;
+		ar->why = *refused;
+	}
 	free(ctxs);
 	free(jobs);
 	free(envs);
-	secret_free(&s);
-	return failed ? -1 : 0;
 }
 
-int deliver_flush(const struct config *cfg, int due_only, void (*notice)(const char *line),
-		  struct perr *e)
+/* Group one batch by account (each account's messages keep their order)
+ * and flush each group. */
+static void flush_batch(struct flush_run *r, struct queue_item *items, size_t n)
 {
-	struct queue q;
-	struct queue_item *items = NULL;
-	size_t n = 0, start = 0;
-	int rc = 0;
+	size_t start = 0;
 
-	if (open_queue(&q, e) < 0)
-		return -1;
-	q.lazy_sync = 1;
-	/* Claim everything: an account whose hold just ended sends all its
-	 * messages even under --due (flush_account picks). */
-	if (queue_claim(&q, NULL, 0, time(NULL), &items, &n, e) < 0) {
-		queue_close(&q);
-		return -1;
-	}
-	if (e->text[0])
-		notify(notice, "%s", e->text);
-	perr_clear(e);
-	/* Group by account, keeping each account's messages oldest first. */
 	while (start < n) {
 		size_t end = start + 1;
 
@@ -652,14 +783,46 @@ int deliver_flush(const struct config *cfg, int due_only, void (*notice)(const c
 			}
 			end++;
 		}
-		struct perr ae = { 0 };
-		if (flush_account(cfg, &q, items + start, end - start, due_only, notice, &ae) < 0) {
-			*e = ae;
-			rc = -1;
-		}
+		flush_account(r, items + start, end - start);
 		start = end;
 	}
-	queue_items_free(items, n);
+}
+
+int deliver_flush(const struct config *cfg, int due_only, void (*notice)(const char *line),
+		  struct perr *e)
+{
+	struct queue q;
+	struct queue_scan scan;
+	struct flush_run r = { .cfg = cfg, .q = &q, .due_only = due_only, .notice = notice };
+	int rc = 0;
+
+	if (open_queue(&q, e) < 0)
+		return -1;
+	q.lazy_sync = 1;
+	queue_scan_init(&scan, NULL, due_only, time(NULL));
+	scan.pick = flush_pick;
+	scan.pick_ctx = &r;
+	/* Bounded batches: claim, deliver, release, until every queued
+	 * message has been looked at once. */
+	while (!scan.done) {
+		struct queue_item *items = NULL;
+		size_t n = 0;
+
+		if (queue_claim_next(&q, &scan, QUEUE_CLAIM_MAX, &items, &n, e) < 0) {
+			rc = -1;
+			break;
+		}
+		if (e->text[0])
+			notify(notice, "%s", e->text);
+		flush_batch(&r, items, n);
+		queue_items_free(items, n);
+		queue_sync(&q);
+	}
+	if (rc == 0 && r.failed) {
+		*e = r.last;
+		rc = -1;
+	}
+	acct_runs_free(&r);
 	queue_close(&q);
 	return rc;
 }
@@ -680,25 +843,47 @@ static void format_age(char *buf, size_t cap, long long secs)
 
 struct listing {
 	FILE *out;
-	size_t queued, failed;
+	const char *dir;
+	size_t queued, held, failed, damaged, shown_failed;
 };
 
-static int list_one(void *ctx, const struct queue_env *qe, int failed, const char *held)
+static void list_header(struct listing *l, enum queue_state state)
+{
+	if (state == QUEUE_FAILED && l->shown_failed++ == 0)
+		fprintf(l->out, "%s-- failed (given up; kept in the spool's failed/ directory) --\n",
+			l->queued + l->held + l->damaged ? "\n" : "");
+	if (state != QUEUE_FAILED && l->queued + l->held + l->damaged + l->failed == 0)
+		fprintf(l->out, "%-22s %7s %9s  %-8s %-9s %s\n", "ID", "AGE", "SIZE", "ATTEMPTS",
+			"NEXT TRY", "SENDER");
+}
+
+static void list_damaged(struct listing *l, const struct queue_entry *ent)
+{
+	char line[PERR_TEXT_MAX];
+
+	log_sanitize(line, sizeof line, ent->damage, strlen(ent->damage));
+	fprintf(l->out, "%-22s damaged: %s\n    file: %s/%s; move it out of the queue or delete it\n",
+		ent->id, line, l->dir, ent->path);
+	l->damaged++;
+}
+
+static int list_one(void *ctx, const struct queue_entry *ent)
 {
 	struct listing *l = ctx;
+	const struct queue_env *qe = ent->env;
+	int failed = ent->state == QUEUE_FAILED;
 	char age[32], next[32], line[PERR_TEXT_MAX];
 	time_t now = time(NULL);
 
-	if (failed && l->failed++ == 0)
-		fprintf(l->out, "%s-- failed (given up; kept in the spool's failed/ directory) --\n",
-			l->queued ? "\n" : "");
-	if (!failed && l->queued++ == 0)
-		fprintf(l->out, "%-22s %7s %9s  %-8s %-9s %s\n", "ID", "AGE", "SIZE", "ATTEMPTS",
-			"NEXT TRY", "SENDER");
+	list_header(l, ent->state);
+	if (ent->state == QUEUE_DAMAGED) {
+		list_damaged(l, ent);
+		return 0;
+	}
 	format_age(age, sizeof age, (long long)(now - qe->created));
 	if (failed)
 		str_copy(next, "-", sizeof next);
-	else if (held)
+	else if (ent->held)
 		str_copy(next, "held", sizeof next);
 	else if (qe->next_try <= now)
 		str_copy(next, "now", sizeof next);
@@ -715,14 +900,20 @@ static int list_one(void *ctx, const struct queue_env *qe, int failed, const cha
 		fprintf(l->out, "    to: %s\n", line);
 	}
 	fprintf(l->out, "    account: %s\n", qe->account);
-	if (held) {
-		log_sanitize(line, sizeof line, held, strlen(held));
+	if (ent->held) {
+		log_sanitize(line, sizeof line, ent->held, strlen(ent->held));
 		fprintf(l->out, "    held: %s (run postern -q after fixing the credentials)\n", line);
 	}
 	if (qe->last_error) {
 		log_sanitize(line, sizeof line, qe->last_error, strlen(qe->last_error));
 		fprintf(l->out, "    last error: %s\n", line);
 	}
+	if (failed)
+		l->failed++;
+	else if (ent->held)
+		l->held++;
+	else
+		l->queued++;
 	return 0;
 }
 
@@ -734,11 +925,15 @@ int deliver_list_queue(FILE *out, struct perr *e)
 
 	if (open_queue(&q, e) < 0)
 		return -1;
+	l.dir = q.dir;
 	rc = queue_list(&q, list_one, &l, e);
 	queue_close(&q);
 	if (rc < 0)
 		return -1;
-	if (!l.queued && !l.failed)
+	if (!l.queued && !l.held && !l.failed && !l.damaged)
 		fprintf(out, "Mail queue is empty\n");
+	else
+		fprintf(out, "\nqueued %zu, held %zu, failed %zu, damaged %zu\n", l.queued, l.held,
+			l.failed, l.damaged);
 	return 0;
 }

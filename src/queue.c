@@ -55,8 +55,6 @@
 #define VALUE_MAX 2048
 /* A held/ACCOUNT file: stamp and reason lines. */
 #define HOLD_MAX (2 * VALUE_MAX + 64)
-/* Messages claimed at once: each holds a descriptor. */
-#define CLAIM_MAX 256
 /* tmp files and orphan msg files older than this are leftovers of a crash. */
 #define STALE_AGE 3600
 #define BACKOFF_FIRST 300
@@ -69,13 +67,18 @@ static const char *const subdirs[] = { "tmp", "msg", "env", "failed", "held" };
 
 #ifdef POSTERN_QUEUE_TEST_HOOKS
 /* Test builds: POSTERN_QUEUE_CRASH_AT=N ends the process at the Nth step of
- * a commit protocol, as a crash would. */
+ * a commit protocol, as a crash would; hook_progress (when set, e.g. to
+ * shared memory) records the last step reached, for a test that kills
+ * the process at a random moment. */
 static unsigned hook_count;
+static volatile unsigned *hook_progress;
 static void hook(void)
 {
 	const char *s = getenv("POSTERN_QUEUE_CRASH_AT");
 
 	hook_count++;
+	if (hook_progress)
+		*hook_progress = hook_count;
 	if (s && strtoul(s, NULL, 10) == hook_count)
 		_exit(99);
 }
@@ -843,54 +846,62 @@ static int list_ids(const struct queue *q, const char *sub, const char *suffix,
 	return 0;
 }
 
+/* Remove stale files of one subdirectory: those ok() accepts (NULL: all),
+ * older than STALE_AGE.  Streams the directory (nothing kept per file). */
+static void sweep_sub(const struct queue *q, const char *sub, time_t now,
+		      int (*ok)(const struct queue *q, const char *name))
+{
+	int fd = openat(q->dirfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *d;
+	struct stat st;
+	DIR *dir;
+
+	if (fd < 0)
+		return;
+	if (!(dir = fdopendir(fd))) {
+		close(fd);
+		return;
+	}
+	while ((d = readdir(dir)))
+		if (d->d_name[0] != '.' && (!ok || ok(q, d->d_name)) &&
+		    fstatat(fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    now - st.st_ctime > STALE_AGE)
+			unlinkat(fd, d->d_name, 0);
+	closedir(dir);
+}
+
+/* msg/NAME is an orphan: an id without env/ID. */
+static int orphan(const struct queue *q, const char *name)
+{
+	char path[PATH_CAP];
+
+	if (!valid_id(name))
+		return 0;
+	snprintf(path, sizeof path, "env/%s", name);
+	return faccessat(q->dirfd, path, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
+}
+
 /* Remove tmp files and orphan msg files (no env) left by a crash. */
 static void sweep(const struct queue *q, time_t now)
 {
-	int fd = openat(q->dirfd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	char path[PATH_CAP + NAME_MAX];
-	struct idlist l;
-	struct stat st;
-	struct dirent *d;
-	DIR *dir;
-
-	if (fd >= 0 && (dir = fdopendir(fd))) {
-		while ((d = readdir(dir)))
-			if (d->d_name[0] != '.' &&
-			    fstatat(fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-			    now - st.st_ctime > STALE_AGE)
-				unlinkat(fd, d->d_name, 0);
-		closedir(dir);
-	} else if (fd >= 0) {
-		close(fd);
-	}
-	if (list_ids(q, "msg", NULL, &l) < 0)
-		return;
-	for (size_t i = 0; i < l.n; i++) {
-		snprintf(path, sizeof path, "env/%s", l.ids[i]);
-		if (faccessat(q->dirfd, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
-			continue;
-		snprintf(path, sizeof path, "msg/%s", l.ids[i]);
-		if (fstatat(q->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    now - st.st_ctime > STALE_AGE)
-			unlinkat(q->dirfd, path, 0);
-	}
-	free(l.ids);
+	sweep_sub(q, "tmp", now, NULL);
+	sweep_sub(q, "msg", now, orphan);
 }
 
-static int wanted(const struct queue_env *env, const char *account, int due_only, time_t now)
+/* Does the scan take this message (its envelope read with or without
+ * the lock)? */
+static int wanted(const struct queue_scan *s, const struct queue_env *env)
 {
-	if (account && strcmp(env->account, account) != 0)
+	enum queue_pick p = s->pick ? s->pick(s->pick_ctx, env) : QUEUE_PICK_RULE;
+
+	if (p == QUEUE_PICK_SKIP || (s->account && strcmp(env->account, s->account) != 0))
 		return 0;
-	return !due_only || env->next_try <= now;
+	return p == QUEUE_PICK_ANY || !s->due_only || env->next_try <= s->now;
 }
 
-static int env_cmp(const void *a, const void *b)
+static int filtering(const struct queue_scan *s)
 {
-	const struct queue_env *x = a, *y = b;
-
-	if (x->created != y->created)
-		return x->created < y->created ? -1 : 1;
-	return strcmp(x->id, y->id);
+	return s->account || s->due_only || s->pick;
 }
 
 static void note_corrupt(const struct queue *q, struct perr *e, const char *path,
@@ -900,9 +911,12 @@ static void note_corrupt(const struct queue *q, struct perr *e, const char *path
 }
 
 /* Lock msg/ID and re-read env/ID under the lock.  1: claimed into it;
- * 0: skipped (locked, gone, no longer wanted, corrupt: noted in e). */
-static int try_claim(const struct queue *q, const char *id, const char *account,
-		     int due_only, time_t now, struct queue_item *it, struct perr *e)
+ * 0: skipped (locked, gone, not taken by the scan, corrupt: noted in e).
+ * When the scan filters, the envelope is first read without the lock, so
+ * a message the scan does not take is never locked (a concurrent flusher
+ * taking everything does not find it busy). */
+static int try_claim(const struct queue *q, const char *id, const struct queue_scan *s,
+		     struct queue_item *it, struct perr *e)
 {
 	char mpath[PATH_CAP], epath[PATH_CAP];
 	struct stat fst, pst;
@@ -911,6 +925,17 @@ static int try_claim(const struct queue *q, const char *id, const char *account,
 
 	snprintf(mpath, sizeof mpath, "msg/%s", id);
 	snprintf(epath, sizeof epath, "env/%s", id);
+	if (filtering(s)) {
+		rc = load_env(q, epath, id, &it->env, &why);
+		if (rc == -2)
+			note_corrupt(q, e, epath, why);
+		if (rc < 0)
+			return 0;
+		rc = wanted(s, &it->env);
+		queue_env_free(&it->env);
+		if (!rc)
+			return 0;
+	}
 	fd = openat(q->dirfd, mpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		/* msg goes after env: if env is still there, msg is missing. */
@@ -927,7 +952,7 @@ static int try_claim(const struct queue *q, const char *id, const char *account,
 		note_corrupt(q, e, epath, why);
 	if (rc < 0)
 		goto skip;
-	if (!wanted(&it->env, account, due_only, now))
+	if (!wanted(s, &it->env))
 		goto skip_env;
 	if (it->env.size != (long long)fst.st_size) {
 		note_corrupt(q, e, mpath, "its size differs from the envelope's");
@@ -943,61 +968,92 @@ skip:
 	return 0;
 }
 
-/* Parse every env file (no lock), keep the wanted ones, oldest first. */
-static int scan(const struct queue *q, const char *account, int due_only, time_t now,
-		struct queue_env **out, size_t *n, struct perr *e)
+/* The up to max smallest ids in env/ above after, ascending: one pass
+ * over the directory keeping a bounded sorted array (memory: max ids,
+ * whatever the size of the queue).  Returns how many, or -1. */
+static long next_ids(const struct queue *q, const char *after, char (*ids)[QUEUE_ID_MAX],
+		     size_t max)
 {
-	struct queue_env *envs;
-	struct idlist l;
-	size_t k = 0;
+	int fd = openat(q->dirfd, "env", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *d;
+	size_t n = 0;
+	DIR *dir;
 
-	if (list_ids(q, "env", NULL, &l) < 0)
-		return io_err(e, q, "read env/", errno);
-	envs = xcalloc(l.n, sizeof *envs);
-	for (size_t i = 0; i < l.n; i++) {
-		char path[PATH_CAP];
-		const char *why = NULL;
-		int rc;
-
-		snprintf(path, sizeof path, "env/%s", l.ids[i]);
-		rc = load_env(q, path, l.ids[i], &envs[k], &why);
-		if (rc == -2)
-			note_corrupt(q, e, path, why);
-		if (rc < 0)
-			continue;
-		if (wanted(&envs[k], account, due_only, now))
-			k++;
-		else
-			queue_env_free(&envs[k]);
+	if (fd < 0 || !(dir = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
 	}
-	free(l.ids);
-	qsort(envs, k, sizeof *envs, env_cmp);
-	*out = envs;
-	*n = k;
-	return 0;
+	while ((d = readdir(dir))) {
+		size_t lo = 0, hi = n;
+
+		if (!valid_id(d->d_name) || strcmp(d->d_name, after) <= 0 ||
+		    (n == max && strcmp(d->d_name, ids[n - 1]) >= 0))
+			continue;
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+
+			if (strcmp(ids[mid], d->d_name) < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (n == max)
+			n--;
+		memmove(ids[lo + 1], ids[lo], (n - lo) * sizeof ids[0]);
+		str_copy(ids[lo], d->d_name, QUEUE_ID_MAX);
+		n++;
+	}
+	closedir(dir);
+	return (long)n;
 }
 
-int queue_claim(struct queue *q, const char *account, int due_only, time_t now,
-		struct queue_item **items, size_t *n, struct perr *e)
+void queue_scan_init(struct queue_scan *s, const char *account, int due_only, time_t now)
 {
-	struct queue_env *envs;
+	memset(s, 0, sizeof *s);
+	s->account = account;
+	s->due_only = due_only;
+	s->now = now;
+}
+
+int queue_claim_next(struct queue *q, struct queue_scan *s, size_t max,
+		     struct queue_item **items, size_t *n, struct perr *e)
+{
+	char (*ids)[QUEUE_ID_MAX];
 	struct queue_item *its;
-	size_t nenv, k = 0, i;
+	size_t k = 0;
 
 	perr_clear(e);
 	*items = NULL;
 	*n = 0;
-	sweep(q, now);
-	if (scan(q, account, due_only, now, &envs, &nenv, e) < 0)
-		return -1;
-	its = xcalloc(nenv < CLAIM_MAX ? nenv : CLAIM_MAX, sizeof *its);
-	for (i = 0; i < nenv && k < CLAIM_MAX; i++)
-		k += (size_t)try_claim(q, envs[i].id, account, due_only, now, &its[k], e);
-	if (i < nenv)
-		note(e, "%zu more queued messages are left for the next run", nenv - i);
-	for (i = 0; i < nenv; i++)
-		queue_env_free(&envs[i]);
-	free(envs);
+	if (max > QUEUE_CLAIM_MAX)
+		max = QUEUE_CLAIM_MAX;
+	if (!s->swept) {
+		sweep(q, s->now);
+		s->swept = 1;
+	}
+	if (s->done || max == 0)
+		return 0;
+	ids = xcalloc(max, sizeof *ids);
+	its = xcalloc(max, sizeof *its);
+	while (k < max && !s->done) {
+		size_t want = max - k, i;
+		long got = next_ids(q, s->after, ids, want);
+
+		if (got < 0) {
+			free(ids);
+			queue_items_free(its, k);
+			return io_err(e, q, "read env/", errno);
+		}
+		for (i = 0; i < (size_t)got; i++) {
+			its[k].lockfd = its[k].msgfd = -1;
+			k += (size_t)try_claim(q, ids[i], s, &its[k], e);
+			str_copy(s->after, ids[i], sizeof s->after);
+		}
+		if ((size_t)got < want)
+			s->done = 1;
+	}
+	free(ids);
 	if (k == 0) {
 		free(its);
 		its = NULL;
@@ -1005,6 +1061,15 @@ int queue_claim(struct queue *q, const char *account, int due_only, time_t now,
 	*items = its;
 	*n = k;
 	return 0;
+}
+
+int queue_claim(struct queue *q, const char *account, int due_only, time_t now,
+		struct queue_item **items, size_t *n, struct perr *e)
+{
+	struct queue_scan s;
+
+	queue_scan_init(&s, account, due_only, now);
+	return queue_claim_next(q, &s, QUEUE_CLAIM_MAX, items, n, e);
 }
 
 void queue_item_rewind(struct queue_item *it)
@@ -1130,21 +1195,23 @@ int queue_retry(struct queue *q, struct queue_item *it, const char *why, time_t 
 {
 	char path[PATH_CAP];
 	struct tbuf b = { 0 };
-	int rc = 0;
+	int due = now >= it->env.next_try, rc = 0;
 
-	it->env.attempts++;
+	if (due)
+		it->env.attempts++;
 	if (lifetime > 0 && now - it->env.created >= lifetime) {
 		char text[VALUE_MAX];
 		long age = (long)(now - it->env.created);
-
 		long unit = age >= 2 * 86400 ? 86400 : age >= 2 * 3600 ? 3600 : age >= 120 ? 60 : 1;
 
-		snprintf(text, sizeof text, "gave up after %ld %s and %u attempts: %s", age / unit,
+		snprintf(text, sizeof text, "gave up after %ld %s and %u attempt%s: %s", age / unit,
 			 unit == 86400 ? "days" : unit == 3600 ? "hours" : unit == 60 ? "minutes" :
-			 "seconds", it->env.attempts, why ? why : "");
+			 "seconds", it->env.attempts, it->env.attempts == 1 ? "" : "s",
+			 why ? why : "");
 		return queue_fail(q, it, text, e) < 0 ? -1 : 1;
 	}
-	it->env.next_try = now + backoff(it->env.attempts);
+	if (due)
+		it->env.next_try = now + backoff(it->env.attempts);
 	free(it->env.last_error);
 	it->env.last_error = one_line(why ? why : "");
 	format_env(&it->env, &b);
@@ -1174,26 +1241,29 @@ static int hold_path(const char *account, char *out, size_t cap)
 	return account[0] && n - 5 <= ACCOUNT_FILE_MAX ? 0 : -1;
 }
 
-/* Read held/ACCOUNT: 1 and its stamp and reason, 0 when absent or
- * unreadable (a corrupt file is removed). */
+/* Read held/ACCOUNT: its format version (1 or 2), stamp and reason; 0
+ * when absent or unreadable (a corrupt file is removed). */
 static int read_hold(const struct queue *q, const char *path, char **stamp, char **reason)
 {
 	char *data, *p, *nl;
 	size_t len;
+	int version;
 
 	*stamp = *reason = NULL;
 	if (read_small(q->dirfd, path, HOLD_MAX, &data, &len) < 0)
 		return 0;
 	p = data;
-	if (strncmp(p, "postern-hold 1\nstamp ", 21) != 0 || !(nl = strchr(p + 21, '\n')))
+	if (strncmp(p, "postern-hold ", 13) != 0 || (p[13] != '1' && p[13] != '2') ||
+	    strncmp(p + 14, "\nstamp ", 7) != 0 || !(nl = strchr(p + 21, '\n')))
 		goto corrupt;
+	version = p[13] - '0';
 	*stamp = xstrndup(p + 21, (size_t)(nl - p - 21));
 	p = nl + 1;
 	if (strncmp(p, "reason ", 7) != 0 || !(nl = strchr(p + 7, '\n')) || nl[1])
 		goto corrupt;
 	*reason = xstrndup(p + 7, (size_t)(nl - p - 7));
 	free(data);
-	return 1;
+	return version;
 corrupt:
 	free(data);
 	free(*stamp);
@@ -1202,24 +1272,25 @@ corrupt:
 	return 0;
 }
 
-int queue_hold(struct queue *q, const char *account, const char *reason, const char *stamp,
-	       struct perr *e)
+int queue_hold(struct queue *q, const char *account, const char *reason,
+	       const struct crypto_part *cred, size_t ncred, struct perr *e)
 {
-	char path[PATH_CAP + 3 * ACCOUNT_FILE_MAX], *r, *s;
+	char path[PATH_CAP + 3 * ACCOUNT_FILE_MAX], stamp[CRYPTO_STAMP_MAX], *r;
 	struct tbuf b = { 0 };
 	int rc = 0;
 
 	if (hold_path(account, path, sizeof path) < 0)
 		return perr_set(e, PERR_SOFTWARE, "cannot hold account \"%s\": the name is "
 				"empty or too long", account);
+	if (crypto_stamp(cred, ncred, stamp) < 0)
+		return perr_set(e, PERR_OS, "cannot hold account %s: no random bytes for its "
+				"stamp", account);
 	r = one_line(reason ? reason : "");
-	s = one_line(stamp ? stamp : "");
-	tb_add(&b, "postern-hold 1\nstamp %s\nreason %s\n", s, r);
+	tb_add(&b, "postern-hold 2\nstamp %s\nreason %s\n", stamp, r);
 	if (write_env_file(q, &b, "hold", path) < 0 || sync_sub(q, "held") < 0)
 		rc = io_err(e, q, "write into held/", errno);
 	free(b.p);
 	free(r);
-	free(s);
 	return rc;
 }
 
@@ -1232,25 +1303,42 @@ int queue_hold_exists(struct queue *q, const char *account)
 	       fstatat(q->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-int queue_held(struct queue *q, const char *account, const char *stamp, char **reason)
+/* Does the stored stamp still describe cred?  1 yes, 0 no, -1 corrupt.
+ * Version 1 stored a plain SHA-256 of cred. */
+static int same_cred(int version, const char *stamp, const struct crypto_part *cred,
+		     size_t ncred)
+{
+	char old[65];
+
+	if (version == 2)
+		return crypto_stamp_matches(cred, ncred, stamp);
+	if (strlen(stamp) != 64)
+		return -1;
+	crypto_sha256_hex(cred, ncred, old);
+	return strcmp(old, stamp) == 0;
+}
+
+int queue_held(struct queue *q, const char *account, const struct crypto_part *cred,
+	       size_t ncred, char **reason)
 {
 	char path[PATH_CAP + 3 * ACCOUNT_FILE_MAX], *st, *why;
-	char *want;
-	int same;
+	int version, same;
 
 	if (reason)
 		*reason = NULL;
-	if (hold_path(account, path, sizeof path) < 0 || !read_hold(q, path, &st, &why))
+	if (hold_path(account, path, sizeof path) < 0 ||
+	    !(version = read_hold(q, path, &st, &why)))
 		return 0;
-	want = one_line(stamp ? stamp : "");
-	same = strcmp(st, want) == 0;
-	free(want);
+	same = same_cred(version, st, cred, ncred);
 	free(st);
-	if (!same) {
+	if (same <= 0) {
 		free(why);
 		unlinkat(q->dirfd, path, 0);
-		return 2;
+		return same < 0 ? 0 : 2;
 	}
+	/* Still held: an unsalted stamp of the first format leaves the disk. */
+	if (version == 1)
+		queue_hold(q, account, why, cred, ncred, NULL);
 	if (reason)
 		*reason = why;
 	else
@@ -1271,90 +1359,109 @@ int queue_unhold(struct queue *q, const char *account)
 
 /* ---- listing -------------------------------------------------------------- */
 
-static char *hold_reason(const struct queue *q, const char *account)
-{
-	char path[PATH_CAP + 3 * ACCOUNT_FILE_MAX], *st, *why;
+/* The hold reason of an account (caller frees), or NULL; the last answer
+ * is kept, as consecutive messages mostly share an account. */
+struct hold_cache {
+	char *account, *reason;
+};
 
-	if (hold_path(account, path, sizeof path) < 0 || !read_hold(q, path, &st, &why))
-		return NULL;
-	free(st);
-	return why;
+static const char *hold_reason(const struct queue *q, struct hold_cache *c, const char *account)
+{
+	char path[PATH_CAP + 3 * ACCOUNT_FILE_MAX], *st;
+
+	if (c->account && strcmp(c->account, account) == 0)
+		return c->reason;
+	free(c->account);
+	free(c->reason);
+	c->account = xstrdup(account);
+	c->reason = NULL;
+	if (hold_path(account, path, sizeof path) == 0 && read_hold(q, path, &st, &c->reason))
+		free(st);
+	return c->reason;
 }
 
-static int list_queued(struct queue *q,
-		       int (*cb)(void *, const struct queue_env *, int, const char *),
-		       void *ctx, struct perr *e)
+static int id_cmp(const void *a, const void *b)
 {
-	struct queue_env *envs;
-	size_t n, i;
-	int stop = 0;
-
-	if (scan(q, NULL, 0, 0, &envs, &n, e) < 0)
-		return -1;
-	for (i = 0; i < n; i++) {
-		char *held = stop ? NULL : hold_reason(q, envs[i].account);
-
-		if (!stop)
-			stop = cb(ctx, &envs[i], 0, held);
-		free(held);
-		queue_env_free(&envs[i]);
-	}
-	free(envs);
-	return stop;
+	return strcmp(a, b);
 }
 
-static int list_failed(struct queue *q,
-		       int (*cb)(void *, const struct queue_env *, int, const char *),
-		       void *ctx, struct perr *e)
+/* What is wrong with the message file of a parsed envelope (dir/ID or
+ * failed/ID.msg), or NULL. */
+static const char *msg_damage(const struct queue *q, const char *path, long long size)
 {
-	struct queue_env *envs;
+	struct stat st;
+
+	if (fstatat(q->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? "its message file is missing" : "its message file cannot be read";
+	if (!S_ISREG(st.st_mode) || (long long)st.st_size != size)
+		return "its message file is not the size its envelope says";
+	return NULL;
+}
+
+/* Every entry of one directory, oldest first: env/ (failed = 0) or
+ * failed/ (1).  Only the ids are kept for the sort; each envelope is
+ * read, shown and freed in turn. */
+static int list_dir(struct queue *q, int failed,
+		    int (*cb)(void *, const struct queue_entry *), void *ctx, struct perr *e)
+{
+	struct hold_cache hc = { 0 };
 	struct idlist l;
-	size_t k = 0, i;
 	int stop = 0;
 
-	if (list_ids(q, "failed", ".env", &l) < 0)
-		return io_err(e, q, "read failed/", errno);
-	envs = xcalloc(l.n, sizeof *envs);
-	for (i = 0; i < l.n; i++) {
-		char path[PATH_CAP];
+	if (list_ids(q, failed ? "failed" : "env", failed ? ".env" : NULL, &l) < 0)
+		return io_err(e, q, failed ? "read failed/" : "read env/", errno);
+	qsort(l.ids, l.n, sizeof l.ids[0], id_cmp);
+	for (size_t i = 0; i < l.n && !stop; i++) {
+		char epath[PATH_CAP], mpath[PATH_CAP];
+		struct queue_entry ent = { .id = l.ids[i] };
+		struct queue_env env;
 		const char *why = NULL;
 		int rc;
 
-		/* Still in env/: a crash interrupted queue_fail; it is queued. */
-		snprintf(path, sizeof path, "env/%s", l.ids[i]);
-		if (faccessat(q->dirfd, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		snprintf(epath, sizeof epath, "env/%s", l.ids[i]);
+		/* In failed/ and still in env/: a crash interrupted queue_fail;
+		 * it is queued. */
+		if (failed && faccessat(q->dirfd, epath, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 			continue;
-		snprintf(path, sizeof path, "failed/%s.env", l.ids[i]);
-		rc = load_env(q, path, l.ids[i], &envs[k], &why);
-		if (rc == -2)
-			note_corrupt(q, e, path, why);
+		if (failed)
+			snprintf(epath, sizeof epath, "failed/%s.env", l.ids[i]);
+		snprintf(mpath, sizeof mpath, failed ? "failed/%s.msg" : "msg/%s", l.ids[i]);
+		rc = load_env(q, epath, l.ids[i], &env, &why);
+		if (rc == -1)
+			continue; /* gone meanwhile: delivered */
 		if (rc == 0)
-			k++;
+			why = msg_damage(q, mpath, env.size);
+		if (why) {
+			ent.state = QUEUE_DAMAGED;
+			ent.damage = why;
+			ent.path = rc == 0 ? mpath : epath;
+		} else {
+			ent.state = failed ? QUEUE_FAILED : QUEUE_QUEUED;
+			ent.env = &env;
+			ent.held = failed ? NULL : hold_reason(q, &hc, env.account);
+		}
+		stop = cb(ctx, &ent);
+		if (rc == 0)
+			queue_env_free(&env);
 	}
 	free(l.ids);
-	qsort(envs, k, sizeof *envs, env_cmp);
-	for (i = 0; i < k; i++) {
-		if (!stop)
-			stop = cb(ctx, &envs[i], 1, NULL);
-		queue_env_free(&envs[i]);
-	}
-	free(envs);
-	return 0;
+	free(hc.account);
+	free(hc.reason);
+	return stop;
 }
 
-int queue_list(struct queue *q,
-	       int (*cb)(void *ctx, const struct queue_env *env, int failed, const char *held),
-	       void *ctx, struct perr *e)
+int queue_list(struct queue *q, int (*cb)(void *ctx, const struct queue_entry *ent), void *ctx,
+	       struct perr *e)
 {
 	int rc;
 
 	perr_clear(e);
-	rc = list_queued(q, cb, ctx, e);
+	rc = list_dir(q, 0, cb, ctx, e);
 	if (rc < 0)
 		return -1;
 	if (rc > 0)
 		return 0;
-	return list_failed(q, cb, ctx, e);
+	return list_dir(q, 1, cb, ctx, e) < 0 ? -1 : 0;
 }
 
 void queue_env_free(struct queue_env *env)

@@ -16,9 +16,10 @@
  * SIGKILL loses its locks, so the next run retries.  Delivered: env/ID is
  * unlinked first (the commit), then msg/ID.  See queue.c for the details.
  *
- * Notes: queue_claim and queue_list skip what they cannot use (a corrupt
- * env file, a missing msg file) and still return 0; then e->kind is
- * PERR_NONE and e->text is non-empty: print it as a warning. */
+ * Notes: queue_claim skips what it cannot use (a corrupt env file, a
+ * missing msg file) and still returns 0; then e->kind is PERR_NONE and
+ * e->text is non-empty: print it as a warning.  queue_list lists such
+ * entries as damaged. */
 #ifndef POSTERN_QUEUE_H
 #define POSTERN_QUEUE_H
 
@@ -26,6 +27,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "crypto.h"
 #include "errors.h"
 #include "message.h"
 
@@ -87,11 +89,47 @@ struct queue_item {
 	off_t pos;      /* read position for queue_item_read */
 };
 
-/* Claim every unlocked queued message of account (NULL: all accounts),
- * oldest first; with due_only only those whose next_try <= now.  The
- * caller owns *items (free with queue_items_free).  At most 256 at once
- * (each holds a descriptor); the rest are noted in e->text.  Also removes
- * leftovers of crashes (tmp files, orphan msg files) older than an hour. */
+/* Messages claimed by one call at most: each holds a descriptor. */
+#define QUEUE_CLAIM_MAX 256
+
+/* What queue_scan's pick returns for a message (its unlocked envelope). */
+enum queue_pick {
+	QUEUE_PICK_SKIP = -1, /* not this one */
+	QUEUE_PICK_RULE = 0,  /* account and due_only decide */
+	QUEUE_PICK_ANY = 1,   /* this one, due or not (a hold just ended) */
+};
+
+/* One run through the queue: which messages it takes, and how far it has
+ * got.  Messages are visited oldest first (ids begin with their creation
+ * time), each at most once per scan, so a run never tries a message twice
+ * and ends however many are queued; only claimed messages are held in
+ * memory, never the whole queue. */
+struct queue_scan {
+	const char *account;   /* NULL: every account */
+	int due_only;          /* only messages whose next_try <= now */
+	time_t now;
+	/* Optional, per message; NULL: QUEUE_PICK_RULE for all. */
+	enum queue_pick (*pick)(void *ctx, const struct queue_env *env);
+	void *pick_ctx;
+	/* Progress, kept by queue_claim_next. */
+	char after[QUEUE_ID_MAX];  /* the last id looked at */
+	int done;                  /* every queued message has been looked at */
+	int swept;
+};
+
+void queue_scan_init(struct queue_scan *s, const char *account, int due_only, time_t now);
+
+/* Claim up to max (<= QUEUE_CLAIM_MAX) unlocked queued messages that the
+ * scan takes, continuing after the last one it looked at.  Messages it
+ * does not take are read without being locked, and do not count against
+ * max: due messages are never starved by others.  Fewer than max (0 too)
+ * means s->done.  The caller owns *items (free with queue_items_free).
+ * The first call also removes leftovers of crashes (tmp files, orphan msg
+ * files) older than an hour. */
+int queue_claim_next(struct queue *q, struct queue_scan *s, size_t max,
+		     struct queue_item **items, size_t *n, struct perr *e);
+
+/* A fresh scan, its first QUEUE_CLAIM_MAX messages. */
 int queue_claim(struct queue *q, const char *account, int due_only, time_t now,
 		struct queue_item **items, size_t *n, struct perr *e);
 
@@ -106,9 +144,12 @@ long queue_item_read(void *item, unsigned char *buf, size_t cap, struct perr *e)
 /* Delivered: remove it (env first). */
 int queue_done(struct queue *q, struct queue_item *it, struct perr *e);
 
-/* Temporary failure: attempts + 1, next_try by exponential backoff
- * (5 min doubling, at most 4 h), last_error = why; older than lifetime
- * seconds (<= 0: no limit): moved to failed/ instead (returns 1 then, with
+/* Not delivered, not its own fault: last_error = why; when the message
+ * was due (now >= next_try), attempts + 1 and next_try by exponential
+ * backoff (5 min doubling, at most 4 h) — a try before its time (bare
+ * -q, a hold lifted) changes neither, so backoff grows only with the
+ * tries made at or after the due time.  Older than lifetime seconds
+ * (<= 0: no limit): moved to failed/ instead (returns 1 then, with
  * last_error "gave up after N days and M attempts: why", else 0). */
 int queue_retry(struct queue *q, struct queue_item *it, const char *why, time_t now,
 		long lifetime, struct perr *e);
@@ -124,26 +165,45 @@ time_t queue_backoff(unsigned attempts);
 void queue_release(struct queue_item *it);
 void queue_items_free(struct queue_item *items, size_t n);
 
-/* Listing for mailq: every queued message (locked ones too), oldest first,
- * and, after them, the failed ones (failed = 1).  held is the hold reason
- * of the message's account (whatever its stamp), or NULL.  A non-zero
- * return from cb stops the listing. */
-int queue_list(struct queue *q,
-	       int (*cb)(void *ctx, const struct queue_env *env, int failed, const char *held),
-	       void *ctx, struct perr *e);
+/* Listing for mailq: every queued message (locked ones too) oldest
+ * first, then the failed ones; entries that cannot be used (an envelope
+ * that does not parse, a message file missing or of another size than
+ * its envelope says) are listed as damaged where they are found.  A
+ * non-zero return from cb stops the listing. */
+enum queue_state { QUEUE_QUEUED, QUEUE_FAILED, QUEUE_DAMAGED };
 
-/* Accounts held after refused credentials.  stamp identifies the
- * account's configuration and secret source at the time (e.g. a hash of
- * the config values and the config file's mtime); the hold ends when the
- * stamp differs or queue_unhold is called (postern -q). */
-int queue_hold(struct queue *q, const char *account, const char *reason, const char *stamp,
+struct queue_entry {
+	enum queue_state state;
+	const char *id;
+	const struct queue_env *env;  /* NULL when damaged */
+	const char *held;             /* queued: its account's hold reason, or NULL */
+	const char *damage;           /* damaged: what is wrong */
+	const char *path;             /* damaged: the file, below the spool ("env/ID") */
+};
+
+int queue_list(struct queue *q, int (*cb)(void *ctx, const struct queue_entry *ent), void *ctx,
 	       struct perr *e);
-/* 1 and the reason (caller frees) when held with the same stamp; 0 when
- * not held; 2 when a hold with another stamp was found and removed (the
- * credentials changed: its messages are due at once). */
-int queue_held(struct queue *q, const char *account, const char *stamp, char **reason);
+
+/* Accounts held after refused credentials.  cred identifies the
+ * account's configuration and secret at the time; the hold file keeps
+ * only a salted, slow stamp of it (crypto_stamp: format
+ * "postern-hold 2", stamp "pbkdf2-sha256$..."), never the secret or a
+ * plain digest of it.  The hold ends when the credentials differ or
+ * queue_unhold is called (postern -q).  Making or checking a stamp costs
+ * tens of milliseconds: check queue_hold_exists first. */
+int queue_hold(struct queue *q, const char *account, const char *reason,
+	       const struct crypto_part *cred, size_t ncred, struct perr *e);
+/* 1 and the reason (caller frees) when held with the same credentials; 0
+ * when not held; 2 when a hold with other credentials was found and
+ * removed (the credentials changed: its messages are due at once).  A
+ * hold file of the first format ("postern-hold 1": an unsalted SHA-256)
+ * is compared the old way once, then replaced by the salted format when
+ * still held, or removed. */
+int queue_held(struct queue *q, const char *account, const struct crypto_part *cred,
+	       size_t ncred, char **reason);
 int queue_unhold(struct queue *q, const char *account);
-/* True when the account has a hold, whatever its stamp (no side effect). */
+/* True when the account has a hold, whatever its credentials (one stat,
+ * no side effect). */
 int queue_hold_exists(struct queue *q, const char *account);
 
 void queue_env_free(struct queue_env *env);

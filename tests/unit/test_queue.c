@@ -9,7 +9,9 @@
 
 #include <ftw.h>
 #include <grp.h>
+#include <regex.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
@@ -377,25 +379,27 @@ static void test_claim_skips_vanished(void **state)
 	struct fx *f = *state;
 	char id[QUEUE_ID_MAX], path[PATH_CAP];
 	struct queue_item it = { .lockfd = -1, .msgfd = -1 };
+	struct queue_scan s;
 	struct perr e;
 
+	queue_scan_init(&s, NULL, 0, time(NULL));
 	/* Between the scan and the lock another process delivered it. */
 	add_one(f, "a", 0, 10, id);
 	perr_clear(&e);
 	snprintf(path, sizeof path, "env/%s", id);
 	assert_int_equal(unlinkat(f->q.dirfd, path, 0), 0);
-	assert_int_equal(try_claim(&f->q, id, NULL, 0, time(NULL), &it, &e), 0);
+	assert_int_equal(try_claim(&f->q, id, &s, &it, &e), 0);
 	assert_string_equal(e.text, "");
 	/* msg/ID gone with env/ID: gone, no note. */
 	snprintf(path, sizeof path, "msg/%s", id);
 	assert_int_equal(unlinkat(f->q.dirfd, path, 0), 0);
-	assert_int_equal(try_claim(&f->q, id, NULL, 0, time(NULL), &it, &e), 0);
+	assert_int_equal(try_claim(&f->q, id, &s, &it, &e), 0);
 	assert_string_equal(e.text, "");
 	/* env/ID without msg/ID: reported. */
 	add_one(f, "a", 0, 10, id);
 	snprintf(path, sizeof path, "msg/%s", id);
 	assert_int_equal(unlinkat(f->q.dirfd, path, 0), 0);
-	assert_int_equal(try_claim(&f->q, id, NULL, 0, time(NULL), &it, &e), 0);
+	assert_int_equal(try_claim(&f->q, id, &s, &it, &e), 0);
 	assert_non_null(strstr(e.text, "message file is missing"));
 }
 
@@ -563,25 +567,45 @@ static void test_retry_due_and_backoff(void **state)
 }
 
 struct listed {
-	size_t n;
+	size_t n, damaged;
 	char id[8][QUEUE_ID_MAX];
 	int failed[8];
+	enum queue_state state[8];
 	char held[8][64];
-	char error[8][256];
+	char error[8][256];   /* last error, or what is damaged */
+	char path[8][64];     /* damaged: the file */
 };
 
-static int collect(void *ctx, const struct queue_env *env, int failed, const char *held)
+static int collect(void *ctx, const struct queue_entry *ent)
 {
 	struct listed *l = ctx;
+	const struct queue_env *env = ent->env;
 
 	if (l->n == 8)
 		return 1;
-	str_copy(l->id[l->n], env->id, QUEUE_ID_MAX);
-	l->failed[l->n] = failed;
-	str_copy(l->held[l->n], held ? held : "", sizeof l->held[0]);
-	str_copy(l->error[l->n], env->last_error ? env->last_error : "", sizeof l->error[0]);
+	str_copy(l->id[l->n], ent->id, QUEUE_ID_MAX);
+	l->state[l->n] = ent->state;
+	l->failed[l->n] = ent->state == QUEUE_FAILED;
+	l->damaged += ent->state == QUEUE_DAMAGED;
+	str_copy(l->held[l->n], ent->held ? ent->held : "", sizeof l->held[0]);
+	if (env)
+		str_copy(l->error[l->n], env->last_error ? env->last_error : "", sizeof l->error[0]);
+	else
+		str_copy(l->error[l->n], ent->damage, sizeof l->error[0]);
+	str_copy(l->path[l->n], ent->path ? ent->path : "", sizeof l->path[0]);
 	l->n++;
 	return 0;
+}
+
+/* Credentials as deliver.c passes them (a label, then the secret). */
+#define NCRED 2
+static const struct crypto_part *cred(const char *secret)
+{
+	static struct crypto_part parts[NCRED];
+
+	parts[0] = (struct crypto_part){ "postern-hold-1", 15 };
+	parts[1] = (struct crypto_part){ secret, strlen(secret) };
+	return parts;
 }
 
 static void test_lifetime_moves_to_failed(void **state)
@@ -602,10 +626,13 @@ static void test_lifetime_moves_to_failed(void **state)
 	add_one(f, "a", 1, 5000, id);
 	assert_int_equal(claim(f, NULL, 0, time(NULL), &its, &e), 1);
 	created = its[0].env.created;
-	/* One second short of the lifetime: retried. */
+	/* One second short of the lifetime: retried.  Both tries come before
+	 * the message is due (created + 300): neither counts. */
 	assert_int_equal(queue_retry(&f->q, &its[0], "421 busy", created + 99, 100, &e), 0);
 	queue_items_free(its, 1);
 	assert_int_equal(claim(f, NULL, 0, time(NULL), &its, &e), 1);
+	assert_int_equal(its[0].env.attempts, 1);
+	assert_int_equal(its[0].env.next_try, created + 300);
 	assert_int_equal(queue_retry(&f->q, &its[0], "421 busy", created + 100, 100, &e), 1);
 	queue_items_free(its, 1);
 	assert_int_equal(claim(f, NULL, 0, time(NULL), &its, &e), 0);
@@ -630,7 +657,7 @@ static void test_lifetime_moves_to_failed(void **state)
 	assert_int_equal(queue_list(&f->q, collect, &l, &e), 0);
 	assert_int_equal(l.n, 1);
 	assert_int_equal(l.failed[0], 1);
-	assert_string_equal(l.error[0], "gave up after 100 seconds and 3 attempts: 421 busy");
+	assert_string_equal(l.error[0], "gave up after 100 seconds and 1 attempt: 421 busy");
 	free(want);
 }
 
@@ -648,7 +675,7 @@ static void test_list_queued_held_and_failed(void **state)
 	assert_int_equal(claim(f, "b", 0, time(NULL), &its, &e), 1);
 	assert_int_equal(queue_fail(&f->q, &its[0], "550 5.1.1 no such user", &e), 0);
 	queue_items_free(its, 1);
-	assert_int_equal(queue_hold(&f->q, "a", "535 5.7.8 bad credentials", "st1", &e), 0);
+	assert_int_equal(queue_hold(&f->q, "a", "535 5.7.8 bad credentials", cred("st1"), NCRED, &e), 0);
 	/* A locked message is listed too. */
 	assert_int_equal(claim(f, "a", 0, time(NULL), &its, &e), 2);
 	assert_int_equal(queue_list(&f->q, collect, &l, &e), 0);
@@ -679,27 +706,27 @@ static void test_hold_stamps(void **state)
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
 		const char *acc = names[i];
 
-		assert_int_equal(queue_held(&f->q, acc, "s1", &why), 0);
-		assert_int_equal(queue_hold(&f->q, acc, "535 refused\r\nx", "s1", &e), 0);
+		assert_int_equal(queue_held(&f->q, acc, cred("s1"), NCRED, &why), 0);
+		assert_int_equal(queue_hold(&f->q, acc, "535 refused\r\nx", cred("s1"), NCRED, &e), 0);
 		assert_int_equal(count_dir(f, "held"), 1);
-		assert_int_equal(queue_held(&f->q, acc, "s1", &why), 1);
+		assert_int_equal(queue_held(&f->q, acc, cred("s1"), NCRED, &why), 1);
 		assert_string_equal(why, "535 refused  x");
 		free(why);
-		assert_int_equal(queue_held(&f->q, acc, "s1", NULL), 1);
+		assert_int_equal(queue_held(&f->q, acc, cred("s1"), NCRED, NULL), 1);
 		/* Another stamp: the configuration changed, the hold ends (2:
 		 * lifted just now). */
 		assert_true(queue_hold_exists(&f->q, acc));
-		assert_int_equal(queue_held(&f->q, acc, "s2", &why), 2);
+		assert_int_equal(queue_held(&f->q, acc, cred("s2"), NCRED, &why), 2);
 		assert_false(queue_hold_exists(&f->q, acc));
 		assert_null(why);
-		assert_int_equal(queue_held(&f->q, acc, "s1", &why), 0);
+		assert_int_equal(queue_held(&f->q, acc, cred("s1"), NCRED, &why), 0);
 		assert_int_equal(count_dir(f, "held"), 0);
-		assert_int_equal(queue_hold(&f->q, acc, "535", "s1", &e), 0);
+		assert_int_equal(queue_hold(&f->q, acc, "535", cred("s1"), NCRED, &e), 0);
 		assert_int_equal(queue_unhold(&f->q, acc), 0);
-		assert_int_equal(queue_held(&f->q, acc, "s1", &why), 0);
+		assert_int_equal(queue_held(&f->q, acc, cred("s1"), NCRED, &why), 0);
 		assert_int_equal(queue_unhold(&f->q, acc), 0);
 	}
-	assert_int_equal(queue_hold(&f->q, "", "x", "s", &e), -1);
+	assert_int_equal(queue_hold(&f->q, "", "x", cred("s"), NCRED, &e), -1);
 	/* Nothing escaped held/. */
 	assert_int_equal(count_dir(f, "."), 5);
 }
@@ -771,15 +798,383 @@ static void test_corrupt_env_skipped(void **state)
 		}
 		queue_items_free(its, n);
 		assert_int_equal(queue_list(&f->q, collect, &l, &e), 0);
-		/* The listing reads envelopes only: a size mismatch shows. */
-		if (strcmp(t[i].name, "size differs from msg") == 0) {
-			assert_int_equal(l.n, 2);
-		} else {
-			assert_int_equal(l.n, t[i].good ? 2 : 1);
-			if (!t[i].good)
-				assert_non_null(strstr(e.text, BAD_ID));
+		/* Listed either way: a damaged entry as such, with its file. */
+		assert_int_equal(l.n, 2);
+		assert_int_equal(l.damaged, t[i].good ? 0 : 1);
+		assert_string_equal(l.id[0], BAD_ID);
+		assert_int_equal(l.state[0], t[i].good ? QUEUE_QUEUED : QUEUE_DAMAGED);
+		assert_int_equal(l.state[1], QUEUE_QUEUED);
+		if (!t[i].good) {
+			int size = strcmp(t[i].name, "size differs from msg") == 0;
+
+			assert_string_equal(l.path[0], size ? "msg/" BAD_ID : "env/" BAD_ID);
+			assert_true(l.error[0][0] != '\0');
+			print_message("#   listed as damaged: %s\n", l.error[0]);
 		}
 	}
+}
+
+/* ---- runs through a large queue --------------------------------------------------- */
+
+/* A queued message written straight into the spool (no fsync, so tests
+ * can plant hundreds): its id made of created and seq, so ids sort as
+ * (created, seq), as queue_add's do. */
+static void plant(struct fx *f, const char *account, time_t created, unsigned seq,
+		  time_t next_try, unsigned attempts, char id[QUEUE_ID_MAX])
+{
+	struct queue_env env;
+	struct tbuf b = { 0 };
+	char path[PATH_CAP];
+	int fd;
+
+	make_env(&env, account);
+	snprintf(env.id, sizeof env.id, "%010llx%05x%06x", (unsigned long long)created, seq, 0u);
+	env.size = 5;
+	env.created = created;
+	env.next_try = next_try;
+	env.attempts = attempts;
+	snprintf(path, sizeof path, "msg/%s", env.id);
+	fd = openat(f->q.dirfd, path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "hello", 5), 5);
+	close(fd);
+	format_env(&env, &b);
+	snprintf(path, sizeof path, "env/%s", env.id);
+	fd = openat(f->q.dirfd, path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, b.p, b.len), (ssize_t)b.len);
+	close(fd);
+	free(b.p);
+	if (id)
+		str_copy(id, env.id, QUEUE_ID_MAX);
+}
+
+/* Can another open file description lock msg/ID now (nobody holds it)? */
+static int lockable(struct fx *f, const char *id)
+{
+	char path[PATH_CAP];
+	int fd, ok;
+
+	snprintf(path, sizeof path, "msg/%s", id);
+	fd = openat(f->q.dirfd, path, O_RDONLY);
+	assert_true(fd >= 0);
+	ok = flock(fd, LOCK_EX | LOCK_NB) == 0;
+	close(fd);
+	return ok;
+}
+
+/* 600 queued: one scan claims them all in bounded batches (256, 256,
+ * 88), oldest first, each once, although each batch is released
+ * unchanged before the next (a run never tries a message twice). */
+static void test_scan_takes_everything_once(void **state)
+{
+	enum { N = 600 };
+	struct fx *f = *state;
+	time_t now = time(NULL);
+	struct queue_scan s;
+	struct queue_item *its;
+	char last[QUEUE_ID_MAX] = "";
+	size_t got[4] = { 0 }, calls = 0, n;
+	struct perr e;
+
+	for (unsigned i = 0; i < N; i++)
+		plant(f, i % 3 ? "a" : "b", now - 1000, i, now + 3600, 1, NULL);
+	queue_scan_init(&s, NULL, 0, now);
+	while (!s.done && calls < 4) {
+		assert_int_equal(queue_claim_next(&f->q, &s, QUEUE_CLAIM_MAX, &its, &n, &e), 0);
+		assert_string_equal(e.text, "");
+		for (size_t i = 0; i < n; i++) {
+			assert_true(strcmp(its[i].env.id, last) > 0);
+			str_copy(last, its[i].env.id, sizeof last);
+		}
+		got[calls++] = n;
+		queue_items_free(its, n);
+	}
+	assert_int_equal(calls, 3);
+	assert_int_equal(got[0], 256);
+	assert_int_equal(got[1], 256);
+	assert_int_equal(got[2], 88);
+	assert_true(s.done);
+	/* The scan is over: nothing more, even though all are still queued. */
+	assert_int_equal(queue_claim_next(&f->q, &s, QUEUE_CLAIM_MAX, &its, &n, &e), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(count_dir(f, "env"), N);
+	/* A smaller batch size is honoured, and a new scan starts over. */
+	queue_scan_init(&s, "b", 0, now);
+	assert_int_equal(queue_claim_next(&f->q, &s, 7, &its, &n, &e), 0);
+	assert_int_equal(n, 7);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(its[i].env.account, "b");
+	queue_items_free(its, n);
+}
+
+/* 300 older messages not yet due ahead of 5 due ones: a due-only claim
+ * takes exactly the 5, and never locks the others. */
+static void test_due_not_starved(void **state)
+{
+	struct fx *f = *state;
+	time_t now = time(NULL);
+	char due[5][QUEUE_ID_MAX], first[QUEUE_ID_MAX];
+	struct queue_item *its;
+	struct perr e;
+	size_t n;
+
+	for (unsigned i = 0; i < 300; i++)
+		plant(f, "dead", now - 1000, i, now + 3600, 3, i ? NULL : first);
+	for (unsigned i = 0; i < 5; i++)
+		plant(f, "live", now - 500, i, now - 1, 1, due[i]);
+	n = claim(f, NULL, 1, now, &its, &e);
+	assert_int_equal(n, 5);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(its[i].env.id, due[i]);
+	assert_true(lockable(f, first));
+	assert_false(lockable(f, due[0]));
+	queue_items_free(its, n);
+	/* Per account, too. */
+	assert_int_equal(claim(f, "dead", 1, now, &its, &e), 0);
+	assert_int_equal(claim(f, "live", 1, now, &its, &e), 5);
+	queue_items_free(its, 5);
+}
+
+static enum queue_pick pick_by_account(void *ctx, const struct queue_env *env)
+{
+	(void)ctx;
+	if (strcmp(env->account, "lifted") == 0)
+		return QUEUE_PICK_ANY;
+	if (strcmp(env->account, "held") == 0)
+		return QUEUE_PICK_SKIP;
+	return QUEUE_PICK_RULE;
+}
+
+/* The scan's pick: a held account's messages stay untouched even when
+ * due, all of a lifted account's go even when not due. */
+static void test_scan_pick(void **state)
+{
+	struct fx *f = *state;
+	time_t now = time(NULL);
+	struct queue_scan s;
+	struct queue_item *its;
+	struct perr e;
+	size_t n, by[3] = { 0 };
+
+	for (unsigned i = 0; i < 30; i++) {
+		static const char *const acc[] = { "lifted", "held", "plain" };
+
+		plant(f, acc[i % 3], now - 100, i, i % 2 ? now - 1 : now + 600, 1, NULL);
+	}
+	queue_scan_init(&s, NULL, 1, now);
+	s.pick = pick_by_account;
+	assert_int_equal(queue_claim_next(&f->q, &s, QUEUE_CLAIM_MAX, &its, &n, &e), 0);
+	for (size_t i = 0; i < n; i++)
+		by[strcmp(its[i].env.account, "lifted") == 0 ? 0 :
+		   strcmp(its[i].env.account, "held") == 0 ? 1 : 2]++;
+	assert_int_equal(by[0], 10);  /* all of them */
+	assert_int_equal(by[1], 0);   /* none */
+	assert_int_equal(by[2], 5);   /* the due half */
+	assert_int_equal(n, 15);
+	queue_items_free(its, n);
+}
+
+/* A try before the message is due (a bare -q, or, before, the flush after
+ * every send) leaves its backoff alone: 12 failed sends in 2 seconds do
+ * not push a message to the 4-hour maximum. */
+static void test_early_tries_do_not_back_off(void **state)
+{
+	struct fx *f = *state;
+	time_t now = time(NULL);
+	struct queue_item *its;
+	struct perr e;
+	char id[QUEUE_ID_MAX];
+
+	plant(f, "a", now, 1, now + 300, 1, id);
+	for (int i = 0; i < 12; i++) {
+		char why[32];
+
+		snprintf(why, sizeof why, "421 try %d", i);
+		assert_int_equal(claim(f, NULL, 0, now, &its, &e), 1);
+		assert_int_equal(queue_retry(&f->q, &its[0], why, now + i / 6, 86400, &e), 0);
+		queue_items_free(its, 1);
+	}
+	assert_int_equal(claim(f, NULL, 0, now, &its, &e), 1);
+	assert_int_equal(its[0].env.attempts, 1);
+	assert_int_equal(its[0].env.next_try, now + 300);
+	assert_string_equal(its[0].env.last_error, "421 try 11");
+	/* Tried when due: counted, backed off from then. */
+	assert_int_equal(queue_retry(&f->q, &its[0], "421 due", now + 300, 86400, &e), 0);
+	queue_items_free(its, 1);
+	assert_int_equal(claim(f, NULL, 0, now, &its, &e), 1);
+	assert_int_equal(its[0].env.attempts, 2);
+	assert_int_equal(its[0].env.next_try, now + 300 + 600);
+	queue_items_free(its, 1);
+}
+
+static void put_file(struct fx *f, const char *rel, const char *text, int append)
+{
+	char path[256];
+	FILE *fp;
+
+	snprintf(path, sizeof path, "%s/%s", f->spool, rel);
+	fp = fopen(path, append ? "a" : "w");
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+}
+
+/* mailq's view: damaged entries are listed where they are, with what is
+ * wrong and the file, among the others. */
+static void test_list_damaged(void **state)
+{
+	struct fx *f = *state;
+	time_t now = time(NULL);
+	char g[QUEUE_ID_MAX], x[QUEUE_ID_MAX], y[QUEUE_ID_MAX], z[QUEUE_ID_MAX];
+	char fa[QUEUE_ID_MAX], d[QUEUE_ID_MAX], rel[64];
+	struct queue_item *its;
+	struct listed l = { 0 };
+	struct perr e;
+	size_t n;
+
+	plant(f, "a", now, 1, now, 0, g);
+	plant(f, "a", now, 2, now, 0, x);
+	plant(f, "a", now, 3, now, 0, y);
+	plant(f, "a", now, 4, now, 0, z);
+	plant(f, "a", now, 5, now, 0, fa);
+	plant(f, "a", now, 6, now, 0, d);
+	snprintf(rel, sizeof rel, "env/%s", x);
+	put_file(f, rel, "garbage\n", 0);
+	snprintf(rel, sizeof rel, "msg/%s", y);
+	assert_int_equal(unlinkat(f->q.dirfd, rel, 0), 0);
+	snprintf(rel, sizeof rel, "msg/%s", z);
+	put_file(f, rel, "more", 1);
+	n = claim(f, NULL, 0, now, &its, &e);
+	assert_int_equal(n, 3); /* g, fa, d */
+	assert_int_equal(queue_fail(&f->q, &its[1], "550 no", &e), 0);
+	assert_int_equal(queue_fail(&f->q, &its[2], "550 no", &e), 0);
+	queue_items_free(its, n);
+	snprintf(rel, sizeof rel, "failed/%s.env", d);
+	put_file(f, rel, "postern-queue 1\n", 0);
+	assert_int_equal(queue_list(&f->q, collect, &l, &e), 0);
+	assert_int_equal(l.n, 6);
+	assert_int_equal(l.damaged, 4);
+	assert_string_equal(l.id[0], g);
+	assert_int_equal(l.state[0], QUEUE_QUEUED);
+	assert_string_equal(l.id[1], x);
+	assert_int_equal(l.state[1], QUEUE_DAMAGED);
+	assert_string_equal(l.error[1], "the first line is not \"postern-queue 1\"");
+	snprintf(rel, sizeof rel, "env/%s", x);
+	assert_string_equal(l.path[1], rel);
+	assert_string_equal(l.id[2], y);
+	assert_int_equal(l.state[2], QUEUE_DAMAGED);
+	assert_string_equal(l.error[2], "its message file is missing");
+	assert_string_equal(l.id[3], z);
+	assert_int_equal(l.state[3], QUEUE_DAMAGED);
+	assert_string_equal(l.error[3], "its message file is not the size its envelope says");
+	snprintf(rel, sizeof rel, "msg/%s", z);
+	assert_string_equal(l.path[3], rel);
+	assert_string_equal(l.id[4], fa);
+	assert_int_equal(l.state[4], QUEUE_FAILED);
+	assert_string_equal(l.id[5], d);
+	assert_int_equal(l.state[5], QUEUE_DAMAGED);
+	snprintf(rel, sizeof rel, "failed/%s.env", d);
+	assert_string_equal(l.path[5], rel);
+}
+
+static char *slurp(struct fx *f, const char *rel)
+{
+	char path[256];
+	FILE *fp;
+	char *buf = xcalloc(1, 4096);
+
+	snprintf(path, sizeof path, "%s/%s", f->spool, rel);
+	fp = fopen(path, "r");
+	if (!fp) {
+		free(buf);
+		return NULL;
+	}
+	buf[fread(buf, 1, 4095, fp)] = '\0';
+	fclose(fp);
+	return buf;
+}
+
+static void assert_hold_format(const char *text, const char *reason)
+{
+	char pattern[256];
+	regex_t re;
+
+	snprintf(pattern, sizeof pattern, "^postern-hold 2\nstamp pbkdf2-sha256\\$100000\\$"
+		 "[0-9a-f]{32}\\$[0-9a-f]{64}\nreason %s\n$", reason);
+	assert_int_equal(regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB), 0);
+	if (regexec(&re, text, 0, NULL, 0) != 0)
+		fail_msg("hold file not in the salted format:\n%s", text);
+	regfree(&re);
+}
+
+/* The hold file keeps a salted, slow stamp: never the secret, never its
+ * plain SHA-256; the same credentials stamped twice differ (new salt). */
+static void test_hold_format(void **state)
+{
+	struct fx *f = *state;
+	const char *pw = "correct-horse-42-battery";
+	char plain[65], *one, *two, *why;
+	struct perr e;
+	int64_t t0;
+
+	crypto_sha256_hex(cred(pw), NCRED, plain);
+	assert_int_equal(queue_hold(&f->q, "work", "535 5.7.8 no", cred(pw), NCRED, &e), 0);
+	one = slurp(f, "held/work");
+	assert_non_null(one);
+	assert_hold_format(one, "535 5.7.8 no");
+	assert_null(strstr(one, plain));
+	assert_null(strstr(one, pw));
+	assert_int_equal(queue_hold(&f->q, "work", "535 5.7.8 no", cred(pw), NCRED, &e), 0);
+	two = slurp(f, "held/work");
+	assert_hold_format(two, "535 5.7.8 no");
+	assert_string_not_equal(one, two);
+	t0 = mono_ms();
+	assert_int_equal(queue_held(&f->q, "work", cred(pw), NCRED, &why), 1);
+	print_message("# one stamp check: %lld ms\n", (long long)(mono_ms() - t0));
+	assert_string_equal(why, "535 5.7.8 no");
+	free(why);
+	assert_int_equal(queue_held(&f->q, "work", cred("another"), NCRED, &why), 2);
+	assert_false(queue_hold_exists(&f->q, "work"));
+	free(one);
+	free(two);
+
+	/* The first format (a plain SHA-256): compared once the old way,
+	 * then re-stamped when still held... */
+	one = xcalloc(1, 256);
+	snprintf(one, 256, "postern-hold 1\nstamp %s\nreason 535 old\n", plain);
+	put_file(f, "held/work", one, 0);
+	assert_int_equal(queue_held(&f->q, "work", cred(pw), NCRED, &why), 1);
+	assert_string_equal(why, "535 old");
+	free(why);
+	two = slurp(f, "held/work");
+	assert_hold_format(two, "535 old");
+	assert_null(strstr(two, plain));
+	free(two);
+	assert_int_equal(queue_held(&f->q, "work", cred(pw), NCRED, NULL), 1);
+	/* ...or removed when the credentials changed. */
+	put_file(f, "held/work", one, 0);
+	assert_int_equal(queue_held(&f->q, "work", cred("another"), NCRED, &why), 2);
+	assert_null(why);
+	assert_false(queue_hold_exists(&f->q, "work"));
+	free(one);
+
+	/* Stamps that are not of the format: refused (and such a file goes). */
+	static const char *const bad[] = {
+		"", "pbkdf2-sha256$", "pbkdf2-sha256$1000$00000000000000000000000000000000$"
+		"0000000000000000000000000000000000000000000000000000000000000000",
+		"pbkdf2-sha256$100000$0000$00", "sha256$100000$x$y",
+		"pbkdf2-sha256$100000$00000000000000000000000000000000$"
+		"0000000000000000000000000000000000000000000000000000000000000000x",
+		"pbkdf2-sha256$99999999999$00000000000000000000000000000000$"
+		"0000000000000000000000000000000000000000000000000000000000000000",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_int_equal(crypto_stamp_matches(cred(pw), NCRED, bad[i]), -1);
+	put_file(f, "held/work", "postern-hold 2\nstamp pbkdf2-sha256$1000$00000000000000000000000000000000$"
+		 "0000000000000000000000000000000000000000000000000000000000000000\nreason x\n", 0);
+	assert_int_equal(queue_held(&f->q, "work", cred(pw), NCRED, &why), 0);
+	assert_false(queue_hold_exists(&f->q, "work"));
 }
 
 /* ---- files, permissions, failures -------------------------------------------- */
@@ -1196,38 +1591,77 @@ static void test_crash_during_fail(void **state)
 	crash_every_step(*state, act_fail, 2, 6);
 }
 
-/* SIGKILL at arbitrary moments of queue_add of a 2 MB message. */
+/* SIGKILL at arbitrary moments of queue_add of a 2 MB message.  The
+ * child records each step it reaches (hook_progress, in shared memory),
+ * so each round's outcome is checked against what it must be: the
+ * message is queued exactly when the child got past the rename of its
+ * envelope (the last step, H).  Killed with step H - 1 reached, the
+ * rename itself may or may not have happened: the one round kind where
+ * either outcome is right. */
 static void test_sigkill_during_add(void **state)
 {
 	struct fx *f = *state;
 	struct message m;
 	struct crash c = { 0 };
-	int complete = 0, none = 0;
+	volatile unsigned *progress;
+	unsigned steps = 0, must_complete = 0, must_none = 0, either = 0, complete = 0;
 
 	make_msg(&m, 2 * 1024 * 1024);
 	c.m = &m;
 	c.want = msg_bytes(&m, &c.wlen);
-	for (unsigned i = 0; i < 24; i++) {
+	progress = mmap(NULL, sizeof *progress, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+			-1, 0);
+	assert_true(progress != MAP_FAILED);
+	/* How many steps a whole queue_add takes. */
+	for (unsigned i = 0; i <= 24; i++) {
 		pid_t pid;
 		int st;
+		size_t left;
 
 		clean_spool(f);
+		*progress = 0;
 		pid = fork();
 		assert_true(pid >= 0);
 		if (pid == 0) {
+			hook_count = 0;
+			hook_progress = progress;
 			act_add(f, &c);
 			_exit(0);
 		}
-		usleep(i * i * 60);
-		kill(pid, SIGKILL);
+		if (i > 0) {
+			usleep((i - 1) * (i - 1) * 60);
+			kill(pid, SIGKILL);
+		}
 		assert_int_equal(waitpid(pid, &st, 0), pid);
-		if (check_after(f, &c, 0, -1))
-			complete++;
-		else
-			none++;
+		if (i == 0) {
+			/* The measuring round: not killed. */
+			assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+			steps = *progress;
+			assert_true(steps >= 8);
+			assert_int_equal(check_after(f, &c, 0, -1), 1);
+			continue;
+		}
+		left = check_after(f, &c, 0, -1);
+		complete += left;
+		if (*progress == steps) {
+			must_complete++;
+			assert_int_equal(left, 1);
+		} else if (*progress + 1 == steps) {
+			either++;
+		} else {
+			must_none++;
+			assert_int_equal(left, 0);
+			/* Nothing half-written is ever taken for a message, and
+			 * what is left is swept. */
+			sweep(&f->q, time(NULL) + 7200);
+			assert_int_equal(count_dir(f, "tmp") + count_dir(f, "msg") +
+					 count_dir(f, "env"), 0);
+		}
 	}
-	print_message("# %d complete, %d none\n", complete, none);
-	assert_int_equal(complete + none, 24);
+	print_message("# %u steps; 24 kills: %u past the commit, %u before it, %u at it; "
+		      "%u complete\n", steps, must_complete, must_none, either, complete);
+	assert_true(complete >= must_complete && complete <= must_complete + either);
+	munmap((void *)progress, sizeof *progress);
 	free(c.want);
 	message_free(&m);
 }
@@ -1248,6 +1682,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_list_queued_held_and_failed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hold_stamps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_env_skipped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan_takes_everything_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_due_not_starved, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan_pick, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_early_tries_do_not_back_off, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list_damaged, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hold_format, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_permissions, setup, teardown),
 		cmocka_unit_test(test_default_dir),
 		cmocka_unit_test_setup_teardown(test_open_under_a_file, setup, teardown),

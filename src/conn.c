@@ -401,10 +401,18 @@ struct lookup {
 static int resolve(struct conn *c, const char *host, const char *port, struct addrinfo **res,
 		   struct perr *e)
 {
+	struct addrinfo numeric = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				    .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
 	size_t hlen = strlen(host) + 1;
-	struct lookup *l = xcalloc(1, sizeof *l + hlen);
-	struct gaicb *list[1] = { &l->cb };
+	struct lookup *l;
+	struct gaicb *list[1];
 	int rc;
+
+	/* An address literal needs no lookup (and no resolver thread). */
+	if (getaddrinfo(host, port, &numeric, res) == 0)
+		return 0;
+	l = xcalloc(1, sizeof *l + hlen);
+	list[0] = &l->cb;
 
 	memcpy(l->host, host, hlen);
 	str_copy(l->port, port, sizeof l->port);

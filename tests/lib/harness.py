@@ -83,6 +83,15 @@ class Skip(Exception):
     """The test cannot run here; the message says why."""
 
 
+def lab_missing(why):
+    """A real server (Postfix, Exim, Dovecot) cannot run here: SKIP, or
+    FAIL when POSTERN_REQUIRE_LABS=1 (CI), so a missing server never
+    passes silently."""
+    if os.environ.get("POSTERN_REQUIRE_LABS") == "1":
+        raise Fail("POSTERN_REQUIRE_LABS=1 but the server cannot run here: %s" % why)
+    raise Skip(why)
+
+
 def normalize(data):
     """What a correct client transmits for a message (after the server's
     dot-unstuffing): every CRLF, bare LF and bare CR becomes CRLF, and a

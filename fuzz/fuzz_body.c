@@ -11,6 +11,9 @@
  *    removed in DATA mode) gives back the normalised input;
  *  - in DATA mode no CRLF.CRLF (nor a leading ".CRLF") occurs, so the
  *    message cannot end early;
+ *  - a second pass changes nothing but the dots: the CRLF form (what
+ *    message_read keeps of standard input) encoded again, in other
+ *    chunks, gives the same bytes as encoding the input once;
  *  - a NUL is refused with PERR_DATA and the offset of the first NUL;
  *  - no call writes past BODY_OUT_MAX(n) (buffers are allocated exactly).
  */
@@ -139,6 +142,21 @@ static void check_nul(const unsigned char *in, size_t n, int dot, unsigned seed)
 	free(o.p);
 }
 
+static void check_second_pass(const unsigned char *in, size_t n, int dot,
+			      const struct out *first)
+{
+	struct out crlf, again;
+	struct perr e;
+
+	memset(&e, 0, sizeof e);
+	FUZZ_CHECK(encode(in, n, 0, 0, &crlf, &e) == 0);
+	FUZZ_CHECK(encode(crlf.p, crlf.len, dot, 7, &again, &e) == 0);
+	FUZZ_CHECK(again.len == first->len && memcmp(again.p, first->p, first->len) == 0);
+	FUZZ_CHECK(again.has_8bit == first->has_8bit);
+	free(again.p);
+	free(crlf.p);
+}
+
 static void check_wire(const unsigned char *w, size_t n, int dot)
 {
 	FUZZ_CHECK(n == 0 || (n >= 2 && w[n - 2] == '\r' && w[n - 1] == '\n'));
@@ -186,6 +204,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(o[i].has_8bit == eight);
 	}
 	check_wire(o[0].p, o[0].len, dot);
+	check_second_pass(in, n, dot, &o[0]);
 	dn = decode(o[0].p, o[0].len, dot, back);
 	FUZZ_CHECK(dn == nn && memcmp(back, norm, nn) == 0);
 	for (i = 0; i < 3; i++)

@@ -5,12 +5,17 @@
  * bit 2: from_header = force, bit 3: an envelope sender); the rest is
  * standard input, handed over through a memfd.  Oracles:
  *  - -t recipients all pass addr_check (local names allowed);
- *  - message_next streams exactly message_size bytes, before and after
- *    message_prepare, whatever the read size;
- *  - after message_prepare the header block has no Bcc or Resent-Bcc,
- *    no empty line (nothing moved into the body), only field and
- *    continuation lines; From, Date and Message-ID are there when they
- *    were to be added; with force, From's address is the forced one;
+ *  - message_next streams exactly message_size bytes, and message_wire_size
+ *    is the same number, before and after message_prepare, whatever the
+ *    read size;
+ *  - the stream has CRLF line ends only (every CR before an LF, every LF
+ *    after a CR) and ends in CRLF unless empty, so the wire encoder has
+ *    nothing left to change but the dots;
+ *  - the header block is whole CRLF lines, each a field ("name", blanks
+ *    allowed before the colon) or a continuation, no empty line; after
+ *    message_prepare no field is Bcc or Resent-Bcc (blanks before the
+ *    colon included); From, Date and Message-ID are there when they were
+ *    to be added; with force, From's address is the forced one;
  *  - failures are one line of text. */
 #include "autoconf.h"
 
@@ -48,34 +53,62 @@ static void check_stream(const struct message *m, size_t cap)
 	struct msg_reader r;
 	struct perr e;
 	off_t total = 0;
+	int prev = '\n';
 	long n;
 
 	message_rewind(m, &r);
 	while ((n = message_next(&r, buf, cap, &e)) > 0) {
 		FUZZ_CHECK((size_t)n <= cap);
 		FUZZ_CHECK(memchr(buf, '\0', (size_t)n) == NULL);
+		for (long i = 0; i < n; i++) {
+			FUZZ_CHECK((prev == '\r') == (buf[i] == '\n'));
+			prev = buf[i];
+		}
 		total += n;
 	}
 	FUZZ_CHECK(n == 0);
+	FUZZ_CHECK(prev == '\n');
 	FUZZ_CHECK(total == message_size(m));
+	FUZZ_CHECK(total == message_wire_size(m));
 }
 
-/* Every line is "name:..." or a continuation; no Bcc; no empty line. */
-static void check_block(const char *h, size_t len)
+/* Length of the field name at h[i..end), the blanks before the colon
+ * not counted; checks the name's bytes and that a colon follows. */
+static size_t name_len(const char *h, size_t i, size_t end)
 {
-	size_t i = 0, end, k;
+	size_t k = i, n;
 
+	while (k < end && h[k] != ':' && h[k] != ' ' && h[k] != '\t') {
+		FUZZ_CHECK((unsigned char)h[k] > 32 && (unsigned char)h[k] < 127);
+		k++;
+	}
+	n = k - i;
+	while (k < end && (h[k] == ' ' || h[k] == '\t'))
+		k++;
+	FUZZ_CHECK(n > 0 && k < end && h[k] == ':');
+	return n;
+}
+
+/* Whole CRLF lines, each "name:..." or a continuation; no empty line;
+ * with no_bcc, no Bcc or Resent-Bcc field. */
+static void check_block(const char *h, size_t len, int no_bcc)
+{
+	size_t i = 0, end, n;
+	int bcc;
+
+	FUZZ_CHECK(memchr(h, '\0', len) == NULL);
 	while (i < len) {
 		const char *nl = memchr(h + i, '\n', len - i);
 
-		end = nl ? (size_t)(nl - h) : len;
-		FUZZ_CHECK(end > i && !(end == i + 1 && h[i] == '\r'));
+		FUZZ_CHECK(nl != NULL);
+		end = (size_t)(nl - h);
+		FUZZ_CHECK(end >= i + 2 && h[end - 1] == '\r');
+		FUZZ_CHECK(memchr(h + i, '\r', end - 1 - i) == NULL);
 		if (h[i] != ' ' && h[i] != '\t') {
-			for (k = i; k < end && h[k] != ':'; k++)
-				FUZZ_CHECK((unsigned char)h[k] > 32 && (unsigned char)h[k] < 127);
-			FUZZ_CHECK(k < end && k > i);
-			FUZZ_CHECK(!(k - i == 3 && strncasecmp(h + i, "Bcc", 3) == 0));
-			FUZZ_CHECK(!(k - i == 10 && strncasecmp(h + i, "Resent-Bcc", 10) == 0));
+			n = name_len(h, i, end - 1);
+			bcc = (n == 3 && strncasecmp(h + i, "Bcc", 3) == 0) ||
+			      (n == 10 && strncasecmp(h + i, "Resent-Bcc", 10) == 0);
+			FUZZ_CHECK(!no_bcc || !bcc);
 		} else {
 			FUZZ_CHECK(i > 0);
 		}
@@ -87,7 +120,7 @@ static void check_prepared(struct message *m, const struct msg_opts *o)
 {
 	char v[64], name[256], addr[ADDR_MAX + 1];
 
-	check_block(m->headers, m->headers_len);
+	check_block(m->headers, m->headers_len, 1);
 	if (o->add_headers) {
 		FUZZ_CHECK(message_header(m, "Date", v, sizeof v) >= 0);
 		FUZZ_CHECK(message_header(m, "Message-ID", v, sizeof v) >= 0);
@@ -114,6 +147,7 @@ static void check_read(struct message *m, int extract)
 		FUZZ_CHECK(addr_check(m->hdr_rcpts[i], 1, &e) == 0);
 	FUZZ_CHECK(extract || m->nhdr_rcpts == 0);
 	FUZZ_CHECK(!m->from_addr || *m->from_addr);
+	check_block(m->headers, m->headers_len, 0);
 	if (message_header(m, "Subject", v, sizeof v) >= 0)
 		FUZZ_CHECK(strlen(v) < sizeof v);
 	check_stream(m, 1);

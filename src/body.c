@@ -1,6 +1,12 @@
-/* body.c — streaming normalisation of message bytes for the wire: every
- * line ending (CRLF, LF, CR) becomes CRLF, lines starting with '.' are
- * dot-stuffed for DATA, a final CRLF is ensured, NUL bytes are refused.
+/* body.c — streaming normalisation of message bytes: every line ending
+ * (CRLF, LF, CR) becomes CRLF, lines starting with '.' are dot-stuffed for
+ * DATA, a final CRLF is ensured, NUL bytes are refused.
+ *
+ * message_read runs it (without dot-stuffing) over standard input as it
+ * arrives, so the header scan, SIZE and the spool see CRLF lines only;
+ * the SMTP client runs it again on the way out, where it changes nothing
+ * but the dots (CRLF in, CRLF out) and still mends spool files written
+ * by versions that kept bare line ends.
  *
  * The state (at the start of a line? did the last chunk end in CR?) lives
  * in struct body, so the output does not depend on how the input is cut
@@ -86,7 +92,8 @@ long body_encode(struct body *b, const unsigned char *in, size_t n, unsigned cha
 			b->offset += i;
 			return perr_set(e, PERR_DATA,
 					"the message contains a NUL byte at offset %llu; "
-					"remove it or encode the content (e.g. base64)",
+					"binary data must be sent MIME-encoded (base64), "
+					"e.g. as an attachment",
 					(unsigned long long)b->offset);
 		}
 		b->pending_cr = in[i] == '\r';

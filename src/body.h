@@ -1,10 +1,16 @@
-/* body.h — streaming normalisation of message bytes for the wire.
+/* body.h — streaming normalisation of message bytes: the one place line
+ * endings are decided.
  *
  * Line endings (CRLF, bare LF, bare CR) all become CRLF; with dot-stuffing
  * (DATA) a line starting with '.' gets another '.'; the end guarantees a
  * final CRLF.  State is carried across chunk boundaries, so every split of
  * the input gives the same output.  NUL bytes are refused with their
  * offset.  No input can produce CRLF.CRLF before the end in DATA mode.
+ *
+ * Without dot-stuffing it is idempotent: output fed in again comes out
+ * unchanged.  message_read uses it that way on standard input; the SMTP
+ * client uses it again on the wire (dots, and spool files of older
+ * versions).
  */
 #ifndef POSTERN_BODY_H
 #define POSTERN_BODY_H

@@ -1,15 +1,16 @@
 /* message.c — the message a caller hands postern: reading standard input
- * to its end (header block in memory, body in an unlinked temporary file),
- * the header scan for -t, the header policy of SPEC section 4 (Bcc
- * removal, From/Date/Message-ID fill-in, from_header = force) and the
- * stream of the final message.  Memory does not grow with the body. */
+ * to its end (line endings normalised to CRLF by body.c as each read
+ * arrives, then the header block in memory and the body in an unlinked
+ * temporary file), the header scan for -t, the header policy of SPEC
+ * section 4 (Bcc removal, From/Date/Message-ID fill-in, from_header =
+ * force) and the stream of the final message.  Every later step sees the
+ * same CRLF lines, and memory does not grow with the body. */
 #include "autoconf.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "body.h"
 #include "message.h"
 #include "util.h"
 
@@ -25,13 +27,18 @@
  * of no one (it is heap allocated once per read). */
 #define READ_CHUNK (64 * 1024)
 
-/* Longest field name accepted while telling header lines from the body;
- * real names are under 80 bytes. */
-#define FIELD_NAME_MAX 100
+/* Longest field name recognised while telling header lines from the
+ * body: RFC 5322's line limit (998 octets), as a name is bounded by
+ * nothing else; real names are under 80 bytes. */
+#define FIELD_NAME_MAX 998
+
+/* Most blanks taken between a name and its colon (RFC 5322 obsolete
+ * syntax, "Bcc :"); the same bound as a name. */
+#define FIELD_BLANKS_MAX 998
 
 /* Room beyond MESSAGE_HEADERS_MAX for a line still being classified
- * (at most FIELD_NAME_MAX + 2 bytes of it are held). */
-#define HEADERS_SLACK 256
+ * (its name and blanks are held until the colon decides). */
+#define HEADERS_SLACK (FIELD_NAME_MAX + FIELD_BLANKS_MAX + 2)
 
 /* ---- a growable byte buffer with a hard maximum ------------------------ */
 
@@ -62,8 +69,9 @@ static void hbuf_str(struct hbuf *b, const char *s)
 
 /* ---- header fields ------------------------------------------------------ */
 
-/* One field of a header block: its name and its raw value (continuation
- * lines included, final line ending excluded). */
+/* One field of a header block: its name (without the blanks obsolete
+ * syntax allows before the colon) and its raw value (continuation lines
+ * included, final line ending excluded). */
 struct hfield {
 	const char *name;
 	size_t name_len;
@@ -73,7 +81,8 @@ struct hfield {
 };
 
 /* Next field at *pos; 0 at the end.  The block holds only field lines and
- * continuation lines (message_read made sure of that). */
+ * continuation lines, each ending in CRLF (message_read made sure of
+ * that). */
 static int hdr_next(const char *h, size_t len, size_t *pos, struct hfield *f)
 {
 	size_t i = *pos, colon;
@@ -86,6 +95,8 @@ static int hdr_next(const char *h, size_t len, size_t *pos, struct hfield *f)
 	for (colon = i; colon < len && h[colon] != ':' && h[colon] != '\n'; colon++)
 		;
 	f->name_len = colon - i;
+	while (f->name_len && (f->name[f->name_len - 1] == ' ' || f->name[f->name_len - 1] == '\t'))
+		f->name_len--;
 	f->value = h + (colon < len ? colon + 1 : colon);
 	for (;;) {
 		nl = memchr(h + i, '\n', len - i);
@@ -150,24 +161,16 @@ int message_header(const struct message *m, const char *name, char *out, size_t 
 	return n > (size_t)0x7fffffff ? 0x7fffffff : (int)n;
 }
 
-/* The line ending the header block uses: CRLF when its first line ends
- * in CRLF, else LF. */
-static const char *hdr_eol(const struct message *m)
-{
-	const char *nl;
-
-	if (!m->headers_len)
-		return "\n";
-	nl = memchr(m->headers, '\n', m->headers_len);
-	return nl && nl > m->headers && nl[-1] == '\r' ? "\r\n" : "\n";
-}
-
 /* ---- reading ------------------------------------------------------------ */
 
+/* The input reaches the classifier below already normalised by body.c
+ * (every line ends in CRLF, the last one included), so a line is what
+ * ends at LF and a CR is always the first half of a line end. */
 enum rstate {
 	RS_LINE_START, /* at the start of a line of the header block */
-	RS_CR,	       /* a line that so far is "\r" */
+	RS_CR,	       /* a line that so far is "\r": the blank line */
 	RS_NAME,       /* inside what may be a field name */
+	RS_BLANKS,     /* blanks after a name, before its colon (obsolete syntax) */
 	RS_FIELD,      /* inside a field line (or a continuation line) */
 	RS_MBOX,       /* skipping a "From " line at the start */
 	RS_BODY,       /* everything else goes to the temporary file */
@@ -179,10 +182,11 @@ struct rd {
 	enum rstate st;
 	size_t line_start; /* offset in h of the line being classified */
 	size_t name_len;
+	size_t blanks;	   /* blanks between the name and its colon so far */
+	int mbox;	   /* the first line so far is "From " */
 	int nfields;
 	int first_line;
-	int body_prev; /* the last body byte so far, -1 before the first */
-	char dir[512]; /* temporary directory, for error texts */
+	char dir[512];	   /* temporary directory, for error texts */
 };
 
 static int tmp_error(struct rd *r, int err, struct perr *e)
@@ -215,31 +219,8 @@ static int tmp_open(struct rd *r, struct perr *e)
 	return fd;
 }
 
-/* Count what CRLF normalisation will add to the body: one byte for each
- * LF without a CR before it and each CR without an LF after it.  memchr
- * keeps it fast on 100 MB messages. */
-static void count_line_ends(struct rd *r, const char *p, size_t n)
-{
-	const char *end = p + n, *q;
-	off_t extra = 0;
-
-	if (n == 0)
-		return;
-	if (r->body_prev == '\r' && p[0] != '\n')
-		extra++;
-	for (q = p; (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++)
-		if (q == p ? r->body_prev != '\r' : q[-1] != '\r')
-			extra++;
-	for (q = p; (q = memchr(q, '\r', (size_t)(end - q))) != NULL; q++)
-		if (q + 1 < end && q[1] != '\n')
-			extra++;
-	r->body_prev = (unsigned char)end[-1];
-	r->m->crlf_extra += extra;
-}
-
 static int body_write(struct rd *r, const char *p, size_t n, struct perr *e)
 {
-	count_line_ends(r, p, n);
 	while (n) {
 		ssize_t w = write(r->m->body_fd, p, n);
 
@@ -284,58 +265,96 @@ static int is_name_char(unsigned char c)
 	return c > 32 && c < 127 && c != ':';
 }
 
+/* The colon after a name (and its blanks): the line is a field. */
+static int got_colon(struct rd *r, unsigned char c, struct perr *e)
+{
+	r->nfields++;
+	r->st = RS_FIELD;
+	return hdr_add(r, (char *)&c, 1, e) ? -1 : 1;
+}
+
+/* Start of a line: the blank line, a name, a continuation or the body. */
+static int line_start_byte(struct rd *r, unsigned char c, struct perr *e)
+{
+	r->line_start = r->h.len;
+	r->name_len = 0;
+	r->blanks = 0;
+	if (c == '\r') {
+		r->st = RS_CR;
+		return 1;
+	}
+	if (is_name_char(c)) {
+		r->st = RS_NAME;
+		return 0;
+	}
+	if ((c == ' ' || c == '\t') && r->nfields) {
+		r->st = RS_FIELD; /* a continuation line */
+		return hdr_add(r, (char *)&c, 1, e) ? -1 : 1;
+	}
+	return to_body(r, e) ? -1 : 0;
+}
+
+/* A byte of a field name, or what ends it. */
+static int name_byte(struct rd *r, unsigned char c, struct perr *e)
+{
+	if (c == ':' && r->name_len)
+		return got_colon(r, c, e);
+	if ((c == ' ' || c == '\t') && r->name_len) {
+		r->mbox = c == ' ' && r->first_line && r->name_len == 4 &&
+			  memcmp(r->h.p + r->line_start, "From", 4) == 0;
+		r->st = RS_BLANKS;
+		return 0;
+	}
+	if (!is_name_char(c) || r->name_len >= FIELD_NAME_MAX)
+		return to_body(r, e) ? -1 : 0;
+	r->name_len++;
+	return hdr_add(r, (char *)&c, 1, e) ? -1 : 1;
+}
+
+/* Blanks between a name and its colon ("Bcc :"); a first line "From "
+ * not followed by a colon is an mbox separator line and is dropped. */
+static int blanks_byte(struct rd *r, unsigned char c, struct perr *e)
+{
+	if (c == ':')
+		return got_colon(r, c, e);
+	if ((c == ' ' || c == '\t') && r->blanks < FIELD_BLANKS_MAX) {
+		r->blanks++;
+		return hdr_add(r, (char *)&c, 1, e) ? -1 : 1;
+	}
+	if (r->mbox) {
+		r->h.len = r->line_start;
+		r->st = RS_MBOX;
+		return 0;
+	}
+	return to_body(r, e) ? -1 : 0;
+}
+
 /* Classify one byte of a header-block line.  Returns 1 when the byte was
- * consumed, 0 when the state changed and it must be looked at again. */
+ * consumed, 0 when the state changed and it must be looked at again, -1
+ * on error. */
 static int hdr_byte(struct rd *r, unsigned char c, struct perr *e)
 {
 	switch (r->st) {
 	case RS_LINE_START:
-		r->line_start = r->h.len;
-		if (c == '\n') {
-			r->m->has_separator = 1;
-			r->st = RS_BODY;
-			return 1;
-		}
-		if (is_name_char(c)) {
-			r->st = RS_NAME;
-			r->name_len = 0;
-			return 0;
-		}
-		if (c == '\r')
-			r->st = RS_CR;
-		else if ((c == ' ' || c == '\t') && r->nfields)
-			r->st = RS_FIELD; /* a continuation line */
-		else
-			return to_body(r, e) ? -1 : 0;
-		return hdr_add(r, (char *)&c, 1, e) ? -1 : 1;
+		return line_start_byte(r, c, e);
 	case RS_CR:
-		if (c != '\n')
-			return to_body(r, e) ? -1 : 0;
-		r->h.len = r->line_start;
+		if (c != '\n') { /* cannot happen after normalisation */
+			r->st = RS_BODY;
+			return body_write(r, "\r", 1, e) ? -1 : 0;
+		}
 		r->m->has_separator = 1;
 		r->st = RS_BODY;
 		return 1;
 	case RS_NAME:
-		if (c == ' ' && r->first_line && r->name_len == 4 &&
-		    memcmp(r->h.p + r->line_start, "From", 4) == 0) {
-			r->h.len = r->line_start;
-			r->st = RS_MBOX;
-			return 1;
-		}
-		if (c == ':' && r->name_len) {
-			r->nfields++;
-			r->st = RS_FIELD;
-		} else if (!is_name_char(c) || r->name_len >= FIELD_NAME_MAX) {
-			return to_body(r, e) ? -1 : 0;
-		}
-		r->name_len++;
-		return hdr_add(r, (char *)&c, 1, e) ? -1 : 1;
+		return name_byte(r, c, e);
+	case RS_BLANKS:
+		return blanks_byte(r, c, e);
 	default:
 		return 1;
 	}
 }
 
-/* Feed one chunk of input through the state machine. */
+/* Feed one chunk of normalised input through the state machine. */
 static int feed(struct rd *r, const char *p, size_t n, struct perr *e)
 {
 	size_t i = 0;
@@ -370,56 +389,43 @@ static int feed(struct rd *r, const char *p, size_t n, struct perr *e)
 	return 0;
 }
 
-/* End of input in the middle of a line being classified: it is body. */
+/* End of input in the middle of a line being classified: it is body.
+ * (Normalisation ends every non-empty input with CRLF, so this only
+ * guards the invariant.) */
 static int feed_end(struct rd *r, struct perr *e)
 {
-	if (r->st == RS_CR || r->st == RS_NAME)
+	if (r->st == RS_CR || r->st == RS_NAME || r->st == RS_BLANKS)
 		return to_body(r, e);
 	return 0;
 }
 
-/* True when a byte of p[0..n) is >= 0x80; eight bytes at a time (this
- * runs over every byte of a 100 MB message). */
-static int has_high_bit(const char *p, size_t n)
+/* One read's bytes: normalised by body.c (line endings, NUL refusal with
+ * the input offset, the 8-bit flag), then classified.  At the end (n ==
+ * 0) the normaliser's final CRLF is classified too. */
+static int feed_raw(struct rd *r, struct body *norm, const unsigned char *in, size_t n,
+		    unsigned char *out, struct perr *e)
 {
-	const uint64_t high = 0x8080808080808080ull;
-	size_t i = 0;
+	long k;
 
-	for (; i + 32 <= n; i += 32) {
-		uint64_t w[4];
-
-		memcpy(w, p + i, sizeof w);
-		if ((w[0] | w[1] | w[2] | w[3]) & high)
-			return 1;
-	}
-	for (; i < n; i++)
-		if ((unsigned char)p[i] >= 0x80)
-			return 1;
-	return 0;
-}
-
-static int scan_chunk(struct message *m, const char *p, size_t n, off_t off, struct perr *e)
-{
-	const char *z = memchr(p, '\0', n);
-
-	if (z)
-		return perr_set(e, PERR_DATA,
-				"the message contains a NUL byte at offset %lld; binary data must "
-				"be sent MIME-encoded (base64), e.g. as an attachment",
-				(long long)(off + (z - p)));
-	if (!m->has_8bit)
-		m->has_8bit = has_high_bit(p, n);
-	return 0;
+	if (n == 0)
+		k = (long)body_finish(norm, out);
+	else
+		k = body_encode(norm, in, n, out, e);
+	if (k < 0 || feed(r, (const char *)out, (size_t)k, e) < 0)
+		return -1;
+	r->m->has_8bit = norm->has_8bit;
+	return n == 0 ? feed_end(r, e) : 0;
 }
 
 static int read_all(struct rd *r, int fd, struct perr *e)
 {
-	char *buf = xmalloc(READ_CHUNK);
-	off_t off = 0;
+	unsigned char *in = xmalloc(READ_CHUNK), *out = xmalloc(BODY_OUT_MAX(READ_CHUNK));
+	struct body norm;
 	int rc = -1;
 
+	body_init(&norm, 0);
 	for (;;) {
-		ssize_t n = read(fd, buf, READ_CHUNK);
+		ssize_t n = read(fd, in, READ_CHUNK);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -427,15 +433,15 @@ static int read_all(struct rd *r, int fd, struct perr *e)
 			perr_set(e, PERR_IO, "cannot read the message: %s", strerror(errno));
 			break;
 		}
+		if (feed_raw(r, &norm, in, (size_t)n, out, e) < 0)
+			break;
 		if (n == 0) {
-			rc = feed_end(r, e);
+			rc = 0;
 			break;
 		}
-		if (scan_chunk(r->m, buf, (size_t)n, off, e) || feed(r, buf, (size_t)n, e))
-			break;
-		off += n;
 	}
-	free(buf);
+	free(out);
+	free(in);
 	return rc;
 }
 
@@ -519,7 +525,6 @@ int message_read(struct message *m, int fd, int extract, struct perr *e)
 	r.m = m;
 	r.st = RS_LINE_START;
 	r.first_line = 1;
-	r.body_prev = -1;
 	m->body_fd = tmp_open(&r, e);
 	if (m->body_fd < 0)
 		return -1;
@@ -528,11 +533,6 @@ int message_read(struct message *m, int fd, int extract, struct perr *e)
 		message_free(m);
 		return -1;
 	}
-	/* A final CR becomes CRLF; no line end at all gets one. */
-	if (r.body_prev == '\r')
-		m->crlf_extra++;
-	else if (r.body_prev >= 0 && r.body_prev != '\n')
-		m->crlf_extra += 2;
 	m->headers = r.h.p ? r.h.p : xstrdup("");
 	m->headers_len = r.h.len;
 	m->from_addr = from_address(m->headers, m->headers_len);
@@ -572,7 +572,7 @@ static void add_phrase(struct hbuf *b, const char *name)
 	hbuf_add(b, "\"", 1);
 }
 
-static void add_from(struct hbuf *b, const char *name, const char *addr, const char *eol)
+static void add_from(struct hbuf *b, const char *name, const char *addr)
 {
 	hbuf_str(b, "From: ");
 	if (name && *name) {
@@ -583,10 +583,10 @@ static void add_from(struct hbuf *b, const char *name, const char *addr, const c
 	} else {
 		hbuf_str(b, addr);
 	}
-	hbuf_str(b, eol);
+	hbuf_str(b, "\r\n");
 }
 
-static void add_date(struct hbuf *b, const char *eol)
+static void add_date(struct hbuf *b)
 {
 	static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
 	static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -598,9 +598,9 @@ static void add_date(struct hbuf *b, const char *eol)
 	localtime_r(&now, &tm);
 	if (strftime(zone, sizeof zone, "%z", &tm) == 0)
 		str_copy(zone, "+0000", sizeof zone);
-	snprintf(line, sizeof line, "Date: %s, %d %s %04d %02d:%02d:%02d %s%s",
+	snprintf(line, sizeof line, "Date: %s, %d %s %04d %02d:%02d:%02d %s\r\n",
 		 days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900,
-		 tm.tm_hour, tm.tm_min, tm.tm_sec, zone, eol);
+		 tm.tm_hour, tm.tm_min, tm.tm_sec, zone);
 	hbuf_str(b, line);
 }
 
@@ -610,7 +610,7 @@ static int good_domain(const char *d)
 	return d && *d && strlen(d) < 256 && str_is_printable(d, 0) && !strpbrk(d, " <>()\"\\");
 }
 
-static int add_message_id(struct hbuf *b, const struct msg_opts *o, const char *eol, struct perr *e)
+static int add_message_id(struct hbuf *b, const struct msg_opts *o, struct perr *e)
 {
 	unsigned char rnd[16];
 	char host[256] = "", line[400];
@@ -629,15 +629,14 @@ static int add_message_id(struct hbuf *b, const struct msg_opts *o, const char *
 	n = (size_t)snprintf(line, sizeof line, "Message-ID: <");
 	for (size_t i = 0; i < sizeof rnd; i++)
 		n += (size_t)snprintf(line + n, sizeof line - n, "%02x", rnd[i]);
-	snprintf(line + n, sizeof line - n, ".%lld@%s>%s", (long long)time(NULL), dom, eol);
+	snprintf(line + n, sizeof line - n, ".%lld@%s>\r\n", (long long)time(NULL), dom);
 	hbuf_str(b, line);
 	return 0;
 }
 
 /* from_header = force: the From field again, with force's address and the
  * old display name (or comment). */
-static void force_from_field(struct hbuf *b, const struct hfield *f, const char *force,
-			     const char *eol)
+static void force_from_field(struct hbuf *b, const struct hfield *f, const char *force)
 {
 	char *v = hdr_unfold(f);
 	size_t cap = strlen(v) + 1;
@@ -645,7 +644,7 @@ static void force_from_field(struct hbuf *b, const struct hfield *f, const char 
 
 	if (addr_parse_mailbox(v, name, cap, addr, cap) < 0)
 		name[0] = '\0';
-	add_from(b, name, force, eol);
+	add_from(b, name, force);
 	free(addr);
 	free(name);
 	free(v);
@@ -666,26 +665,25 @@ static int check_opts(const struct msg_opts *o, struct perr *e)
 
 /* The fields to add at the end of the block. */
 static int add_missing(struct message *m, struct hbuf *b, const struct msg_opts *o, int have_from,
-		       const char *eol, struct perr *e)
+		       struct perr *e)
 {
 	struct hfield f;
 
 	if (!have_from && o->force_from)
-		add_from(b, o->fullname, o->force_from, eol);
+		add_from(b, o->fullname, o->force_from);
 	else if (!have_from && o->add_headers && o->sender && *o->sender)
-		add_from(b, o->fullname, o->sender, eol);
+		add_from(b, o->fullname, o->sender);
 	if (!o->add_headers)
 		return 0;
 	if (!hdr_find(m->headers, m->headers_len, "Date", &f))
-		add_date(b, eol);
+		add_date(b);
 	if (!hdr_find(m->headers, m->headers_len, "Message-ID", &f))
-		return add_message_id(b, o, eol, e);
+		return add_message_id(b, o, e);
 	return 0;
 }
 
 int message_prepare(struct message *m, const struct msg_opts *o, struct perr *e)
 {
-	const char *eol = hdr_eol(m);
 	struct hbuf b = {0}, add = {0};
 	struct hfield f;
 	size_t pos = 0;
@@ -697,18 +695,16 @@ int message_prepare(struct message *m, const struct msg_opts *o, struct perr *e)
 		if (hdr_is(&f, "Bcc") || hdr_is(&f, "Resent-Bcc"))
 			continue;
 		if (hdr_is(&f, "From") && o->force_from && !have_from)
-			force_from_field(&b, &f, o->force_from, eol);
+			force_from_field(&b, &f, o->force_from);
 		else
 			hbuf_add(&b, m->headers + f.start, f.end - f.start);
 		have_from |= hdr_is(&f, "From");
 	}
-	if (add_missing(m, &add, o, have_from, eol, e) < 0) {
+	if (add_missing(m, &add, o, have_from, e) < 0) {
 		free(add.p);
 		free(b.p);
 		return -1;
 	}
-	if (add.len && b.len && b.p[b.len - 1] != '\n')
-		hbuf_str(&b, eol);
 	if (add.len)
 		hbuf_add(&b, add.p, add.len);
 	for (size_t i = 0; i < add.len && !m->has_8bit; i++)
@@ -724,64 +720,22 @@ int message_prepare(struct message *m, const struct msg_opts *o, struct perr *e)
 
 /* ---- the stream ---------------------------------------------------------- */
 
-/* The blank line between headers and body, with a line ending first when
- * the last header line has none.  Emitted when the input had one, or when
- * both headers and a body are there. */
-static size_t separator(const struct message *m, char out[5])
+/* The blank line between headers and body: emitted when the input had
+ * one, or when both headers and a body are there.  The header block ends
+ * in CRLF whenever it is not empty. */
+static size_t separator(const struct message *m)
 {
-	const char *eol = hdr_eol(m);
-	size_t n = 0;
-
-	out[0] = '\0';
-	if (!m->has_separator && !(m->headers_len && m->body_len))
-		return 0;
-	if (m->headers_len && m->headers[m->headers_len - 1] != '\n') {
-		memcpy(out, eol, strlen(eol));
-		n = strlen(eol);
-	}
-	memcpy(out + n, eol, strlen(eol));
-	n += strlen(eol);
-	out[n] = '\0';
-	return n;
-}
-
-/* Bytes CRLF normalisation adds to p[0..n) taken alone: a lone LF or CR
- * each becomes CRLF (a CR at the very end counts as lone). */
-static off_t lone_line_ends(const char *p, size_t n)
-{
-	off_t extra = 0;
-
-	for (size_t i = 0; i < n; i++)
-		if ((p[i] == '\n' && (i == 0 || p[i - 1] != '\r')) ||
-		    (p[i] == '\r' && (i + 1 == n || p[i + 1] != '\n')))
-			extra++;
-	return extra;
+	return m->has_separator || (m->headers_len && m->body_len) ? 2 : 0;
 }
 
 off_t message_size(const struct message *m)
 {
-	char sep[5];
-
-	return (off_t)m->headers_len + (off_t)separator(m, sep) + m->body_len;
+	return (off_t)m->headers_len + (off_t)separator(m) + m->body_len;
 }
 
 off_t message_wire_size(const struct message *m)
 {
-	char sep[5];
-	size_t seplen = separator(m, sep);
-	off_t n = (off_t)m->headers_len + (off_t)seplen + m->body_len;
-
-	n += lone_line_ends(m->headers, m->headers_len) + lone_line_ends(sep, seplen);
-	if (m->body_len) {
-		n += m->crlf_extra;
-	} else {
-		char last = seplen ? sep[seplen - 1]
-				   : m->headers_len ? m->headers[m->headers_len - 1] : '\n';
-
-		if (last != '\n' && last != '\r')
-			n += 2;
-	}
-	return n;
+	return message_size(m);
 }
 
 void message_rewind(const struct message *m, struct msg_reader *r)
@@ -795,8 +749,7 @@ void message_rewind(const struct message *m, struct msg_reader *r)
 long message_next(struct msg_reader *r, unsigned char *buf, size_t cap, struct perr *e)
 {
 	const struct message *m = r->m;
-	char sep[5];
-	size_t seplen = separator(m, sep), n = 0, k;
+	size_t seplen = separator(m), n = 0, k;
 
 	if (r->hpos < m->headers_len) {
 		k = m->headers_len - r->hpos < cap ? m->headers_len - r->hpos : cap;
@@ -805,7 +758,7 @@ long message_next(struct msg_reader *r, unsigned char *buf, size_t cap, struct p
 		n += k;
 	}
 	while (n < cap && (size_t)r->sep_done < seplen)
-		buf[n++] = (unsigned char)sep[r->sep_done++];
+		buf[n++] = (unsigned char)"\r\n"[r->sep_done++];
 	while (n < cap && r->bpos < m->body_len) {
 		off_t left = m->body_len - r->bpos;
 		size_t want = (off_t)(cap - n) < left ? cap - n : (size_t)left;

@@ -1,9 +1,15 @@
 /* message.h — the message a caller hands postern.
  *
  * message_read takes standard input to the end (a lone "." line is
- * content): the header block is kept in memory (at most MESSAGE_HEADERS_MAX
- * bytes), the rest is copied to an unlinked temporary file, so memory does
- * not grow with the message.  NUL bytes are refused with their offset.
+ * content).  Line endings are normalised as the bytes are read, before
+ * anything looks at them: CRLF, bare LF and bare CR all become CRLF, and a
+ * non-empty message ends in CRLF (body.c does it, a CR at the end of one
+ * read pairing with an LF at the start of the next).  Header fields are
+ * then recognised as RFC 5322 reads them: a name of 1 to 998 printable
+ * octets, optional blanks (obsolete syntax), a colon.  The header block is
+ * kept in memory (at most MESSAGE_HEADERS_MAX bytes), the rest is copied
+ * to an unlinked temporary file, so memory does not grow with the message.
+ * NUL bytes are refused with their offset in the input.
  * message_prepare applies the policy of SPEC section 4 to the header
  * block: Bcc removed, From/Date/Message-ID added when missing,
  * from_header = force.  A reader then streams headers + body. */
@@ -20,13 +26,13 @@
 #define MESSAGE_HEADERS_MAX (1024 * 1024)
 
 struct message {
-	char *headers;        /* header block, raw line endings, no blank line */
+	char *headers;        /* header block: whole lines ending in CRLF, no
+				 blank line; NUL-terminated */
 	size_t headers_len;
 	int has_separator;    /* the input had the blank line after headers */
-	int body_fd;          /* unlinked temp file: everything after the blank line */
+	int body_fd;          /* unlinked temp file: everything after the blank
+				 line, CRLF line endings, ending in CRLF */
 	off_t body_len;
-	off_t crlf_extra;     /* bytes CRLF normalisation adds to the body (bare
-				 CR or LF, a missing final line end) */
 	int has_8bit;         /* any byte >= 0x80 in headers or body */
 	/* From the header block (addresses as addr-specs, NUL-terminated): */
 	char *from_addr;      /* From:'s address, NULL if absent or not one mailbox */
@@ -57,13 +63,12 @@ struct msg_opts {
 /* Apply the header policy; always removes Bcc. */
 int message_prepare(struct message *m, const struct msg_opts *o, struct perr *e);
 
-/* Size in bytes of what message_next will produce (before CRLF
- * normalisation). */
+/* Size in bytes of what message_next will produce. */
 off_t message_size(const struct message *m);
 
-/* Size in bytes of the message as sent (after CRLF normalisation, before
- * dot-stuffing), for SIZE= (RFC 1870): exact, or over by at most a few
- * bytes where a CRLF is split between headers, separator and body. */
+/* Size in bytes of the message as sent (before dot-stuffing), for SIZE=
+ * (RFC 1870): exact, and the same as message_size, since the stream is
+ * already CRLF-normalised and the wire encoder leaves it as it is. */
 off_t message_wire_size(const struct message *m);
 
 /* Streaming: rewind, then call message_next until it returns 0. */

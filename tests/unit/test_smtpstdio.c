@@ -156,13 +156,13 @@ static const struct case_ cases[] = {
 	  "From: s@example.com\r\nDate: x\r\nMessage-ID: <a@b>\r\n\r\nhi\r\n.\r\nQUIT\r\n",
 	  "220 250 250 250 354 250 221",
 	  "From: s@example.com\r\nDate: x\r\nMessage-ID: <a@b>\r\n\r\nhi\r\n" },
-	{ "dots unstuffed; a bare-LF dot line and '.x' are content",
+	{ "dots unstuffed; a bare-LF dot line and '.x' are content, line ends made CRLF",
 	  "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<r@example.com>\r\nDATA\r\n"
 	  "From: s@example.com\r\nDate: x\r\nMessage-ID: <a@b>\r\n\r\n"
 	  "..\r\n...x\r\nline\n.\nmore\r\n.\r\r\n.\r\n",
 	  "220 250 250 250 354 250",
 	  "From: s@example.com\r\nDate: x\r\nMessage-ID: <a@b>\r\n\r\n"
-	  ".\r\n..x\r\nline\n.\nmore\r\n\r\r\n" },
+	  ".\r\n..x\r\nline\r\n.\r\nmore\r\n\r\n\r\n" },
 	{ "commands end with bare LF too; lower case verbs",
 	  "ehlo x\nmail from:<s@example.com>\nrcpt to:<r@example.com>\nquit\n",
 	  "220 250 250 250 221", NULL },

@@ -1410,7 +1410,8 @@ static int list_dir(struct queue *q, int failed,
 
 	if (list_ids(q, failed ? "failed" : "env", failed ? ".env" : NULL, &l) < 0)
 		return io_err(e, q, failed ? "read failed/" : "read env/", errno);
-	qsort(l.ids, l.n, sizeof l.ids[0], id_cmp);
+	if (l.n)
+		qsort(l.ids, l.n, sizeof l.ids[0], id_cmp);
 	for (size_t i = 0; i < l.n && !stop; i++) {
 		char epath[PATH_CAP], mpath[PATH_CAP];
 		struct queue_entry ent = { .id = l.ids[i] };

@@ -613,6 +613,7 @@ struct acct_run {
 	struct perr why;            /* not ready, or the session failed in this
 				       run (down): the reason its messages keep */
 	int down;
+	struct submit_session *sess; /* open across batches; NULL: none yet */
 };
 
 struct flush_run {
@@ -622,6 +623,7 @@ struct flush_run {
 	void (*notice)(const char *);
 	struct acct_run *accts;
 	size_t n, cap;
+	int final_batch;            /* this batch is the scan's last: QUIT */
 	struct perr last;           /* the last failure, for the exit status */
 	int failed;
 };
@@ -677,6 +679,10 @@ static struct acct_run *acct_get(struct flush_run *r, const char *name)
 static void acct_runs_free(struct flush_run *r)
 {
 	for (size_t i = 0; i < r->n; i++) {
+		if (r->accts[i].sess) {
+			submit_close(r->accts[i].sess);
+			free(r->accts[i].sess);
+		}
 		secret_free(&r->accts[i].s);
 		free(r->accts[i].name);
 	}
@@ -703,6 +709,26 @@ static void flush_failed(struct flush_run *r, const struct perr *e)
 {
 	r->last = *e;
 	r->failed = 1;
+}
+
+/* Send one batch of an account's jobs over its session, opened by the
+ * first batch and kept open for the next (one connection per account and
+ * run, whatever the number of batches); the scan's last batch ends it. */
+static int flush_send(struct flush_run *r, struct acct_run *ar, struct submit_job *jobs,
+		      size_t n, struct perr *e)
+{
+	int rc;
+
+	if (!ar->sess || !ar->sess->open) {
+		if (!ar->sess)
+			ar->sess = xcalloc(1, sizeof *ar->sess);
+		if (submit_open(ar->sess, ar->a, &ar->s, e) < 0) {
+			submit_fail(jobs, n, e);
+			return -1;
+		}
+	}
+	rc = submit_send(ar->sess, jobs, n, r->final_batch, e);
+	return rc;
 }
 
 /* Deliver the claimed items of one account (items[0..n) share it) over
@@ -741,7 +767,7 @@ static void flush_account(struct flush_run *r, struct queue_item *items, size_t 
 		ctxs[i] = (struct settle_ctx){ .q = r->q, .a = ar->a, .t0 = t0, .notice = r->notice };
 		job_for_item(&jobs[i], &envs[i], &items[i], &ctxs[i]);
 	}
-	if (submit_batch(ar->a, &ar->s, jobs, n, &se) < 0) {
+	if (flush_send(r, ar, jobs, n, &se) < 0) {
 		/* The next batches of this account do not try again in this run. */
 		ar->down = 1;
 		ar->why = se;
@@ -814,6 +840,7 @@ int deliver_flush(const struct config *cfg, int due_only, void (*notice)(const c
 		}
 		if (e->text[0])
 			notify(notice, "%s", e->text);
+		r.final_batch = scan.done;
 		flush_batch(&r, items, n);
 		queue_items_free(items, n);
 		queue_sync(&q);

@@ -893,6 +893,7 @@ int smtp_open(struct smtp *s, const struct smtp_params *p, struct perr *e)
 	s->p = p;
 	s->tls_active = 0;
 	s->auth_pending = 0;
+	s->rcpt_refused = 0;
 	s->sent_b64 = NULL;
 	reply_init(&s->reply);
 	conn_init(&s->conn, p->timeout_s);
@@ -1205,7 +1206,6 @@ struct batch {
 	int broken;                  /* connection gone; e says why */
 	int auth_failed;             /* the pipelined AUTH was refused */
 	int auth_unconfirmed;        /* an AUTH reply is still outstanding */
-	int rcpt_refused;            /* a RCPT was refused in this session */
 	int need_rset;               /* the last transaction may still be open */
 	struct perr auth;            /* the AUTH refusal */
 	struct expect ring[RING];
@@ -1326,7 +1326,7 @@ static void on_reply(struct batch *b, const struct expect *x)
 		break;
 	case X_RCPT:
 		if (s->reply.code / 100 != 2)
-			b->rcpt_refused = 1;
+			s->rcpt_refused = 1;
 		if (!t->failed)
 			rcpt_reply(s, env->rcpts[x->rcpt], t);
 		if (x->rcpt + 1 == env->nrcpts)
@@ -1670,7 +1670,7 @@ static int barrier(struct batch *b, size_t i)
  * reply?  See "What waits for what" above. */
 static int bdat_without_wait(const struct batch *b, size_t i, const struct bdat_ahead *ba)
 {
-	return b->pipelining && !b->auth_unconfirmed && !b->auth_failed && !b->rcpt_refused &&
+	return b->pipelining && !b->auth_unconfirmed && !b->auth_failed && !b->s->rcpt_refused &&
 	       b->msgs[i].env->nrcpts == 1 && ba->more == 0;
 }
 

@@ -80,6 +80,8 @@ struct smtp {
 	struct smtp_caps caps;
 	int tls_active;
 	int auth_pending;            /* AUTH written ahead, its reply not read */
+	int rcpt_refused;            /* a RCPT was refused in this session: every
+					later message waits for its RCPT replies */
 	char *sent_b64;              /* the last credential payload sent, to mask
 					its echo in replies; wiped at close */
 	struct reply reply;          /* the last reply read */

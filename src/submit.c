@@ -136,15 +136,8 @@ static void finish(struct submit_job *j)
 		j->finished(j);
 }
 
-/* What submit_batch knows of a session, for settled(). */
-struct batch_ctx {
-	const struct account *a;
-	unsigned port;
-	char tls[sizeof ((struct submit_job *)0)->tls];
-};
-
 struct msg_ctx {
-	struct batch_ctx *bc;
+	struct submit_session *ss;
 	struct submit_job *job;
 };
 
@@ -154,15 +147,15 @@ static void settled(struct smtp_msg *m)
 	struct msg_ctx *mc = m->ctx;
 	struct submit_job *j = mc->job;
 
-	j->port = mc->bc->port;
-	str_copy(j->tls, mc->bc->tls, sizeof j->tls);
+	j->port = mc->ss->p.port;
+	str_copy(j->tls, mc->ss->tls, sizeof j->tls);
 	j->done = m->done;
 	if (j->done) {
 		str_copy(j->reply, m->reply, sizeof j->reply);
 		perr_clear(&j->err);
 	} else {
 		j->err = m->err;
-		advise(&j->err, mc->bc->a, mc->bc->port);
+		advise(&j->err, mc->ss->a, mc->ss->p.port);
 	}
 	finish(j);
 }
@@ -183,19 +176,20 @@ static void rest_fail(struct submit_job *jobs, const struct smtp_msg *msgs, size
 
 /* The session ended before the reply to the pipelined AUTH (RFC 4954
  * allows it, but a server may drop a client that sends commands behind
- * AUTH): once more on the same port, AUTH on its own, for the messages
- * not settled.  Costs one round trip more. */
-static int auth_alone(struct smtp *session, struct smtp_params *p, const struct account *a,
-		      struct smtp_msg *msgs, size_t njobs, struct perr *e)
+ * AUTH; no reply to it was read, so no login was refused): once more on
+ * the same port, AUTH on its own, for the messages not settled.  Costs
+ * one round trip more. */
+static int auth_alone(struct submit_session *ss, struct smtp_msg *msgs, size_t njobs, int last,
+		      struct perr *e)
 {
 	struct smtp_msg *again;
 	size_t *idx, n = 0;
 	int rc;
 
 	log_event("%s; trying again with AUTH on its own", e->text);
-	p->pipeline_auth = 0;
+	ss->p.pipeline_auth = 0;
 	perr_clear(e);
-	if (smtp_open(session, p, e) < 0)
+	if (smtp_open(&ss->smtp, &ss->p, e) < 0)
 		return -1;
 	again = xcalloc(njobs ? njobs : 1, sizeof *again);
 	idx = xcalloc(njobs ? njobs : 1, sizeof *idx);
@@ -204,39 +198,38 @@ static int auth_alone(struct smtp *session, struct smtp_params *p, const struct 
 			idx[n] = i;
 			again[n++] = msgs[i];
 		}
-	rc = smtp_send_batch(session, again, n, 1, e);
+	rc = smtp_send_batch(&ss->smtp, again, n, last, e);
 	for (size_t k = 0; k < n; k++)
 		msgs[idx[k]] = again[k];
 	free(again);
 	free(idx);
-	(void)a;
 	return rc;
 }
 
-/* One session for every job: smtp_send_batch pipelines the transactions
- * (and QUIT) behind the AUTH that smtp_open left in the write buffer. */
-int submit_batch(const struct account *a, const struct secret *s, struct submit_job *jobs,
-		 size_t njobs, struct perr *e)
+int submit_open(struct submit_session *ss, const struct account *a, const struct secret *s,
+		struct perr *e)
 {
-	struct smtp_params p;
-	struct smtp session;
-	struct smtp_msg *msgs;
-	struct msg_ctx *mcs;
-	struct batch_ctx bc;
+	memset(ss, 0, sizeof *ss);
+	ss->a = a;
+	if (open_session(&ss->smtp, &ss->p, a, s, e) < 0)
+		return -1;
+	ss->open = 1;
+	/* tls_describe needs the live connection. */
+	str_copy(ss->tls, tls_describe(&ss->smtp.conn), sizeof ss->tls);
+	return 0;
+}
+
+/* smtp_send_batch pipelines the transactions (and QUIT when last) behind
+ * the AUTH that smtp_open left in the write buffer. */
+int submit_send(struct submit_session *ss, struct submit_job *jobs, size_t njobs, int last,
+		struct perr *e)
+{
+	struct smtp_msg *msgs = xcalloc(njobs ? njobs : 1, sizeof *msgs);
+	struct msg_ctx *mcs = xcalloc(njobs ? njobs : 1, sizeof *mcs);
 	int rc;
 
-	if (open_session(&session, &p, a, s, e) < 0) {
-		rest_fail(jobs, NULL, njobs, e, p.port);
-		return -1;
-	}
-	bc.a = a;
-	bc.port = p.port;
-	/* tls_describe needs the live connection: the batch closes it. */
-	str_copy(bc.tls, tls_describe(&session.conn), sizeof bc.tls);
-	msgs = xcalloc(njobs ? njobs : 1, sizeof *msgs);
-	mcs = xcalloc(njobs ? njobs : 1, sizeof *mcs);
 	for (size_t i = 0; i < njobs; i++) {
-		mcs[i] = (struct msg_ctx){ .bc = &bc, .job = &jobs[i] };
+		mcs[i] = (struct msg_ctx){ .ss = ss, .job = &jobs[i] };
 		msgs[i].env = jobs[i].env;
 		msgs[i].src = jobs[i].src;
 		msgs[i].src_ctx = jobs[i].src_ctx;
@@ -245,14 +238,42 @@ int submit_batch(const struct account *a, const struct secret *s, struct submit_
 		msgs[i].ctx = &mcs[i];
 	}
 	perr_clear(e);
-	rc = smtp_send_batch(&session, msgs, njobs, 1, e);
-	if (rc < 0 && session.auth_pending)
-		rc = auth_alone(&session, &p, a, msgs, njobs, e);
+	rc = smtp_send_batch(&ss->smtp, msgs, njobs, last, e);
+	if (rc < 0 && ss->smtp.auth_pending)
+		rc = auth_alone(ss, msgs, njobs, last, e);
 	if (rc < 0) {
-		advise(e, a, p.port);
-		rest_fail(jobs, msgs, njobs, e, p.port);
+		advise(e, ss->a, ss->p.port);
+		rest_fail(jobs, msgs, njobs, e, ss->p.port);
+	}
+	if (rc < 0 || last || ss->smtp.conn.fd < 0) {
+		smtp_close(&ss->smtp);
+		ss->open = 0;
 	}
 	free(mcs);
 	free(msgs);
 	return rc;
+}
+
+void submit_close(struct submit_session *ss)
+{
+	if (ss->open)
+		smtp_quit(&ss->smtp);
+	ss->open = 0;
+}
+
+void submit_fail(struct submit_job *jobs, size_t njobs, const struct perr *e)
+{
+	rest_fail(jobs, NULL, njobs, e, 0);
+}
+
+int submit_batch(const struct account *a, const struct secret *s, struct submit_job *jobs,
+		 size_t njobs, struct perr *e)
+{
+	struct submit_session ss;
+
+	if (submit_open(&ss, a, s, e) < 0) {
+		rest_fail(jobs, NULL, njobs, e, ss.p.port);
+		return -1;
+	}
+	return submit_send(&ss, jobs, njobs, 1, e);
 }

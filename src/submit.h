@@ -42,6 +42,34 @@ struct submit_job {
 int submit_batch(const struct account *a, const struct secret *s, struct submit_job *jobs,
 		 size_t njobs, struct perr *e);
 
+/* A session kept open across several batches of one account's jobs (a
+ * queue flush claims its messages in bounded batches, and still uses one
+ * connection per account). */
+struct submit_session {
+	const struct account *a;
+	struct smtp_params p;
+	struct smtp smtp;
+	int open;                        /* ready for the next batch */
+	char tls[96];                    /* tls_describe() of the session */
+};
+
+/* Connect (ports in order, on connection failure only) and get ready:
+ * 0, or -1 with e filled (a fix appended).  s must outlive the session. */
+int submit_open(struct submit_session *ss, const struct account *a, const struct secret *s,
+		struct perr *e);
+
+/* Send the jobs over the open session; with last, QUIT goes out with them
+ * and the session ends.  Returns as submit_batch; after -1 the session is
+ * closed and every job not settled carries e. */
+int submit_send(struct submit_session *ss, struct submit_job *jobs, size_t njobs, int last,
+		struct perr *e);
+
+/* End the session (QUIT) if it is still open. */
+void submit_close(struct submit_session *ss);
+
+/* Give every job e as its outcome (a session that could not be opened). */
+void submit_fail(struct submit_job *jobs, size_t njobs, const struct perr *e);
+
 /* The EHLO name: account domain, else this host's fully qualified name. */
 const char *submit_helo_name(const struct account *a);
 

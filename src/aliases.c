@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,15 +91,23 @@ static int parse_line(struct aliases *al, char *line, int lineno, struct perr *e
 int aliases_load(struct aliases *al, const char *path, struct perr *e)
 {
 	char buf[ALIASES_LINE_MAX + 2];
-	int lineno = 0, rc = 0;
+	int lineno = 0, rc = 0, fd;
 	FILE *f;
 
 	memset(al, 0, sizeof *al);
 	al->path = xstrdup(path);
-	f = fopen(path, "re");
-	if (!f)
-		return perr_set(e, PERR_CONFIG, "cannot read the aliases file %s: %s; fix the aliases "
-				"key in the configuration", path, strerror(errno));
+	/* A FIFO or a device is refused at once: reading one could wait forever. */
+	fd = open_regular(path, O_RDONLY, 0, "the aliases file", e);
+	if (fd < 0) {
+		perr_append(e, " (the aliases key of the configuration)");
+		return -1;
+	}
+	f = fdopen(fd, "r");
+	if (!f) {
+		close(fd);
+		return perr_set(e, PERR_OS, "cannot read the aliases file %s: %s", path,
+				strerror(errno));
+	}
 	while (rc == 0 && fgets(buf, sizeof buf, f)) {
 		size_t len = strlen(buf);
 

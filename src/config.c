@@ -1,7 +1,9 @@
 /* config.c — the configuration file (~/.smtprc): where it is looked up,
  * reading it through inih, validating every key, [defaults] inheritance,
  * built-in defaults, the origin of each value (for --check), the
- * permission check for files holding a password, and choosing an account.
+ * permission checks (a regular file, owned by the caller or root, writable
+ * by no one else; readable by no one else when it holds a password), and
+ * choosing an account.
  *
  * The file is read whole (at most CFG_FILE_MAX bytes) and handed to inih
  * one line at a time by our own reader.  The reader counts lines (the
@@ -264,8 +266,9 @@ static int parse_ports(const char *v, struct account *a, char *why, size_t cap)
 	return 0;
 }
 
-/* 5d, 12h, 30m, 3600s or plain seconds. */
-static int parse_duration(const char *v, long *out)
+/* A duration: plain seconds, or a number with s, m, h, d (or w); from
+ * 1 s to max seconds. */
+static int parse_duration(const char *v, long max, long *out)
 {
 	size_t n = strlen(v);
 	long mult = 1, num;
@@ -280,9 +283,9 @@ static int parse_duration(const char *v, long *out)
 		default: break;
 		}
 	}
-	if (parse_uint(v, n, CFG_LIFETIME_MAX, &num) < 0 || num == 0)
+	if (parse_uint(v, n, max, &num) < 0 || num == 0)
 		return -1;
-	if (num > CFG_LIFETIME_MAX / mult)
+	if (num > max / mult)
 		return -1;
 	*out = num * mult;
 	return 0;
@@ -443,15 +446,15 @@ static int parse_timing(struct account *a, enum cfg_key k, const char *v, char *
 	long n;
 
 	if (k == CFG_TIMEOUT) {
-		if (parse_uint(v, strlen(v), CFG_TIMEOUT_MAX, &n) < 0 || n == 0) {
-			snprintf(why, cap, "'%.*s' is not a number of seconds from 1 to %d; "
-				 "write e.g. timeout = 30", CFG_SHOW_MAX, v, CFG_TIMEOUT_MAX);
+		if (parse_duration(v, CFG_TIMEOUT_MAX, &n) < 0) {
+			snprintf(why, cap, "'%.*s' is not a duration from 1 s to 1h; write e.g. "
+				 "timeout = 30 (seconds) or 30s, 2m", CFG_SHOW_MAX, v);
 			return -1;
 		}
 		a->timeout = (int)n;
 		return 0;
 	}
-	if (parse_duration(v, &a->queue_lifetime) < 0) {
+	if (parse_duration(v, CFG_LIFETIME_MAX, &a->queue_lifetime) < 0) {
 		snprintf(why, cap, "'%.*s' is not a duration up to 365d; write e.g. "
 			 "queue_lifetime = 5d (or 12h, 30m, 3600s)", CFG_SHOW_MAX, v);
 		return -1;
@@ -1005,7 +1008,8 @@ static void check_password_mode(struct parse *p, mode_t mode)
 	for (i = 0; i < p->nsects; i++) {
 		if (p->sects[i].set_line[CFG_PASSWORD]) {
 			fail(p, 0, "contains a password but is %s by others (mode %04o); "
-			     "run chmod 600 %s", mode & 044 ? "readable" : "writable",
+			     "run chmod 600 %s",
+			     mode & 044 ? "readable" : mode & 022 ? "writable" : "usable",
 			     (unsigned)(mode & 07777), p->show);
 			return;
 		}
@@ -1069,29 +1073,51 @@ static int parse_buffer(struct config *cfg, const char *show, const char *buf, s
 
 /* ---- reading files and the lookup order -------------------------------- */
 
-/* Read path whole.  1: it does not exist; 0: read; -1: error. */
+/* Like ssh and sudo: the file says which command postern runs
+ * (password_command) and where mail goes, so only the caller (or root)
+ * may be able to change it. */
+static int check_owner_mode(const struct stat *st, const char *show, struct perr *e)
+{
+	uid_t me = getuid();
+
+	if (st->st_uid != me && st->st_uid != 0)
+		return perr_set(e, PERR_CONFIG, "%s: owned by uid %u, not by you (uid %u) or "
+				"root; postern runs what a configuration says, so it refuses "
+				"this one: use a file of your own, or run chown %u %s",
+				show, (unsigned)st->st_uid, (unsigned)me, (unsigned)me, show);
+	if (st->st_mode & (S_IWGRP | S_IWOTH))
+		return perr_set(e, PERR_CONFIG, "%s: writable by %s (mode %04o); whoever can "
+				"change it can make postern run commands as you, so it is "
+				"refused: run chmod go-w %s", show,
+				(st->st_mode & S_IWGRP) && (st->st_mode & S_IWOTH) ? "group and others"
+				: st->st_mode & S_IWGRP ? "its group" : "others",
+				(unsigned)(st->st_mode & 07777), show);
+	return 0;
+}
+
+/* Read path whole.  1: it does not exist; 0: read; -1: error.  The
+ * checks are made on the opened descriptor, never on the path again. */
 static int read_file(const char *path, const char *show, char **buf, size_t *len,
 		     mode_t *mode, struct perr *e)
 {
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	int fd = open_regular(path, O_RDONLY, 0, "configuration file", e);
 
-	if (fd < 0) {
-		if (errno == ENOENT || errno == ENOTDIR)
-			return 1;
-		return perr_set(e, PERR_CONFIG, "%s: cannot open: %s; check the file's "
-				"permissions", show, strerror(errno));
-	}
+	if (fd < 0)
+		return errno == ENOENT || errno == ENOTDIR ? 1 : -1;
 	if (fstat(fd, &st) < 0) {
 		perr_set(e, PERR_CONFIG, "%s: cannot stat: %s", show, strerror(errno));
 		close(fd);
 		return -1;
 	}
-	if (!S_ISREG(st.st_mode) || st.st_size > CFG_FILE_MAX) {
+	if (check_owner_mode(&st, show, e) < 0) {
 		close(fd);
-		return perr_set(e, PERR_CONFIG, "%s: %s; give the path of a configuration "
-				"file", show, S_ISREG(st.st_mode) ? "larger than 1 MB" :
-				"not a regular file");
+		return -1;
+	}
+	if (st.st_size > CFG_FILE_MAX) {
+		close(fd);
+		return perr_set(e, PERR_CONFIG, "%s: larger than 1 MB; give the path of a "
+				"configuration file", show);
 	}
 	*buf = xmalloc((size_t)st.st_size + 1);
 	*len = read_full(fd, *buf, (size_t)st.st_size);

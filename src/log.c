@@ -308,11 +308,14 @@ static int append_file(const char *setting, const char *text, struct perr *e)
 		n = (int)sizeof line - 1;
 		line[n - 1] = '\n';
 	}
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+	/* A FIFO (or a device) is refused at once: writing to one could block
+	 * postern after the message was sent. */
+	fd = open_regular(path, O_WRONLY | O_APPEND | O_CREAT, 0600, "log file", e);
 	if (fd < 0) {
-		err = errno;
-		return perr_set(e, PERR_IO, "cannot open log file %s: %s; fix the path or set "
-				"log = syslog or log = off", path, strerror(err));
+		if (e && errno != EINVAL)
+			e->kind = PERR_IO;
+		perr_append(e, " (the log key), or set log = syslog or log = off");
+		return -1;
 	}
 	w = write(fd, line, (size_t)n);
 	err = errno;

@@ -65,8 +65,9 @@ size_t log_record_format(char *buf, size_t cap, const struct log_record *r);
  * "off": nothing; anything else: a file path ("~/" allowed), appended
  * (created 0600) as "2024-05-01T12:00:00+0200 postern[PID]: LINE\n" in one
  * write(2), so concurrent postern processes never interleave.  A file that
- * cannot be written: -1, PERR_IO naming it and the fix (the message's own
- * outcome does not change; print it as a warning). */
+ * cannot be written: -1, PERR_IO naming it and the fix; a path that is not
+ * a regular file (a FIFO, a device): -1 at once, PERR_CONFIG (the message's
+ * own outcome does not change; print it as a warning). */
 int log_record_write(const char *setting, const struct log_record *r, struct perr *e);
 
 enum log_level { LOGL_INFO, LOGL_WARNING, LOGL_ERR };

@@ -2,6 +2,8 @@
  * table from error kinds to exit codes, and the one stderr line. */
 #include "autoconf.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,12 +234,29 @@ static int do_set_password(const struct cli *c)
 	return rc < 0 ? fail(&e) : EX_OK;
 }
 
+/* Open /dev/null on each of fds 0, 1, 2 that is closed, so that nothing
+ * postern writes to stdout or stderr (the -v transcript, an error line)
+ * can land on a socket or file that later takes that number. */
+static void std_fds_open(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		/* the lowest free number: this one, as the lower ones are open */
+		int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+
+		if (n != fd)
+			_exit(EX_OSERR);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct cli c;
 	struct perr e = { 0 };
 	int rc;
 
+	std_fds_open();
 	/* Secrets pass through this process: no core file may keep them, and
 	 * no other process of the user may read its memory. */
 	struct rlimit nocore = { 0, 0 };

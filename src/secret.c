@@ -1,5 +1,5 @@
 /* secret.c — the account's secret: password_command (run through /bin/sh
- * with a deadline), the keyring through libsecret (the only file that
+ * until it exits, with a deadline), the keyring through libsecret (the only file that
  * includes its headers; the library itself is loaded with dlopen only when
  * the keyring is asked), and the `password` key.  The value is wiped when
  * freed, and never reaches argv, a child's environment or an error text. */
@@ -22,6 +22,7 @@
 #include <libsecret/secret.h>
 #endif
 
+#include "log.h"
 #include "secret.h"
 #include "util.h"
 
@@ -57,122 +58,264 @@ static void take(struct secret *s, const char *v, size_t n, enum secret_source s
 
 /* ---- password_command ----------------------------------------------------- */
 
-struct cmd_out {
-	char *buf; /* SECRET_MAX + 2 bytes: the start of the output */
+/* Bytes of the command's first stderr line kept for the error text. */
+#define ERRLINE_MAX 200
+/* Bytes read (and dropped) from a pipe that is still ready once the
+ * command has exited: a grandchild that keeps writing cannot hold us. */
+#define DRAIN_MAX (1024 * 1024)
+
+struct cmd_run {
+	pid_t pid;
+	int own_group;		    /* the child leads its own process group */
+	int out, err;		    /* read ends; -1 once at end of file */
+	char *buf;		    /* SECRET_MAX + 2 bytes: the start of stdout */
 	size_t len;
-	int timed_out;
+	char errline[ERRLINE_MAX];  /* the first stderr line (raw) */
+	size_t errlen;
+	int errline_done;	    /* its newline was seen */
 };
 
-/* In the child: stdout to the pipe (first, in case the pipe got fd 0 or 1
- * because the parent had them closed), stdin from /dev/null, stderr as it
- * is, own process group so a timeout can kill everything it started. */
-static void child_exec(const char *cmd, int out)
+/* True when postern runs in the foreground of a terminal: the command
+ * then stays in postern's process group, so it may prompt there (gpg,
+ * pass) without being stopped by SIGTTIN. */
+static int tty_foreground(void)
 {
+	int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+	int fg;
+
+	if (fd < 0)
+		return 0;
+	fg = tcgetpgrp(fd) == getpgrp();
+	close(fd);
+	return fg;
+}
+
+/* In the child: default signal dispositions and an empty signal mask
+ * (postern ignores SIGXFSZ, and ignored signals survive exec); stdout and
+ * stderr to the pipes; stdin inherited when it is a terminal (to prompt),
+ * else /dev/null (postern's stdin is the message or, with -bs, the SMTP
+ * session: not the command's to read). */
+static void child_exec(const char *cmd, int out, int err, int own_group)
+{
+	sigset_t none;
 	int null;
 
-	setpgid(0, 0);
-	if (out == 1 ? fcntl(1, F_SETFD, 0) < 0 : dup2(out, 1) < 0)
+	if (own_group)
+		setpgid(0, 0);
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* above 2 first, in case a pipe got fd 0, 1 or 2 */
+	out = fcntl(out, F_DUPFD_CLOEXEC, 3);
+	err = fcntl(err, F_DUPFD_CLOEXEC, 3);
+	if (out < 0 || err < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
 		_exit(126);
-	null = open("/dev/null", O_RDONLY);
-	if (null < 0 || (null != 0 && dup2(null, 0) < 0))
-		_exit(126);
-	if (null != 0)
-		close(null);
+	if (!isatty(0)) {
+		null = open("/dev/null", O_RDONLY);
+		if (null < 0 || (null != 0 && dup2(null, 0) < 0))
+			_exit(126);
+	}
 	execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 	_exit(127);
 }
 
-/* Read the child's stdout until EOF or the deadline; what does not fit in
- * the buffer is read and dropped, so the child never blocks on a full
- * pipe. */
-static void read_output(int fd, int64_t deadline, struct cmd_out *o)
+/* Keep the first stderr line and pass every byte on to postern's stderr,
+ * as if the command wrote there itself (a prompt must be seen). */
+static void take_stderr(struct cmd_run *r, const char *b, size_t n)
 {
-	char scratch[512];
+	size_t i, off = 0;
+
+	for (i = 0; i < n && !r->errline_done; i++) {
+		if (b[i] == '\n')
+			r->errline_done = 1;
+		else if (r->errlen + 1 < sizeof r->errline)
+			r->errline[r->errlen++] = b[i];
+	}
+	while (off < n) {
+		ssize_t w = write(2, b + off, n - off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
+}
+
+/* Read what *fd has ready.  1: data; 0: nothing ready; -1: end of file
+ * (the descriptor is closed and set to -1). */
+static int pump(struct cmd_run *r, int *fd)
+{
+	char scratch[4096];
+	size_t room = SECRET_MAX + 2 - r->len;
+	int is_out = fd == &r->out;
+	ssize_t n;
+
+	if (is_out && room)
+		n = read(*fd, r->buf + r->len, room);
+	else
+		n = read(*fd, scratch, sizeof scratch);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	if (n <= 0) {
+		close(*fd);
+		*fd = -1;
+		return -1;
+	}
+	if (is_out && room)
+		r->len += (size_t)n;
+	else if (!is_out)
+		take_stderr(r, scratch, (size_t)n);
+	wipe(scratch, sizeof scratch);
+	return 1;
+}
+
+/* Wait for the command to exit — not for the end of its output, which a
+ * background child it left behind may hold open — reading both pipes
+ * meanwhile so it never blocks on a full one.  Then read what is still
+ * ready, without waiting.  Returns the wait status, or -1 when the
+ * deadline passed (the command, or its whole group, is killed). */
+static int wait_exit(struct cmd_run *r, int64_t deadline)
+{
+	int status, nap = 1;
+	size_t drained = 0;
 
 	for (;;) {
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-		int64_t left = deadline - mono_ms();
-		size_t room = SECRET_MAX + 2 - o->len;
-		ssize_t n;
+		struct pollfd p[2];
+		int64_t left;
+		nfds_t n = 0;
+		pid_t w = waitpid(r->pid, &status, WNOHANG);
 
-		if (left <= 0) {
-			o->timed_out = 1;
+		if (w == r->pid)
 			break;
-		}
-		if (poll(&p, 1, left > 60000 ? 60000 : (int)left) < 0 && errno != EINTR)
-			break;
-		if (!p.revents)
-			continue;
-		n = room ? read(fd, o->buf + o->len, room) : read(fd, scratch, sizeof scratch);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n <= 0)
-			break;
-		if (room)
-			o->len += (size_t)n;
-	}
-	wipe(scratch, sizeof scratch);
-}
-
-/* Wait for the child until the deadline; past it, kill its process group.
- * Returns the wait status, or -1 after a kill. */
-static int reap(pid_t pid, int64_t deadline, int kill_now)
-{
-	int status;
-	unsigned nap = 1;
-
-	while (!kill_now && mono_ms() < deadline) {
-		pid_t r = waitpid(pid, &status, WNOHANG);
-
-		if (r == pid)
-			return status;
-		if (r < 0 && errno != EINTR)
+		if (w < 0 && errno != EINTR)
 			return -1;
-		usleep(nap * 1000);
-		nap = nap < 20 ? nap * 2 : 20;
+		left = deadline - mono_ms();
+		if (left <= 0) {
+			kill(r->own_group ? -r->pid : r->pid, SIGKILL);
+			while (waitpid(r->pid, &status, 0) < 0 && errno == EINTR)
+				;
+			return -1;
+		}
+		if (r->out >= 0)
+			p[n++] = (struct pollfd){.fd = r->out, .events = POLLIN};
+		if (r->err >= 0)
+			p[n++] = (struct pollfd){.fd = r->err, .events = POLLIN};
+		/* a short nap: the exit is noticed by waitpid, not by poll */
+		if (poll(p, n, left < nap ? (int)left : nap) > 0) {
+			for (nfds_t i = 0; i < n; i++)
+				if (p[i].revents)
+					pump(r, p[i].fd == r->out ? &r->out : &r->err);
+			nap = 1;
+		} else if (nap < 16) {
+			nap *= 2;
+		}
 	}
-	kill(-pid, SIGKILL);
-	kill(pid, SIGKILL);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	return -1;
+	while (r->out >= 0 && drained < DRAIN_MAX && pump(r, &r->out) > 0)
+		drained += 4096;
+	while (r->err >= 0 && drained < 2 * DRAIN_MAX && pump(r, &r->err) > 0)
+		drained += 4096;
+	return status;
 }
 
-static int cmd_result(const struct account *a, int status, const struct cmd_out *o,
-		      struct secret *s, struct perr *e)
+/* "exit status 1: gpg: decryption failed" (the stderr line sanitised,
+ * and withheld if it holds the first output line, which may be the
+ * secret). */
+static void describe_exit(const struct cmd_run *r, int status, size_t outlen, char *buf,
+			  size_t cap)
 {
-	size_t n = 0;
+	char line[ERRLINE_MAX + 1], clean[ERRLINE_MAX * 4];
+	size_t n = r->errlen;
+	int used;
 
 	if (WIFSIGNALED(status))
-		return perr_set(e, PERR_CONFIG,
-				"password_command for account %s was killed by "
-				"signal %d; run it by hand to see why",
-				a->name, WTERMSIG(status));
-	if (WEXITSTATUS(status) != 0)
-		return perr_set(e, PERR_CONFIG,
-				"password_command for account %s failed (exit %d); "
-				"run it by hand to see why",
-				a->name, WEXITSTATUS(status));
-	while (n < o->len && o->buf[n] != '\n')
+		used = snprintf(buf, cap, "killed by signal %d", WTERMSIG(status));
+	else
+		used = snprintf(buf, cap, "exit status %d", WEXITSTATUS(status));
+	memcpy(line, r->errline, n);
+	while (n && (line[n - 1] == '\r' || line[n - 1] == ' '))
+		n--;
+	line[n] = '\0';
+	if (n == 0 || used < 0 || (size_t)used >= cap)
+		return;
+	if (outlen >= 4 && memmem(line, n, r->buf, outlen))
+		snprintf(buf + used, cap - (size_t)used, ": (its stderr, withheld: it holds "
+			 "the output line)");
+	else if (log_sanitize(clean, sizeof clean, line, n) > 0)
+		snprintf(buf + used, cap - (size_t)used, ": %s", clean);
+	wipe(line, sizeof line);
+}
+
+/* The command failed, or printed nothing: the secret cannot be had now
+ * (gpg or pass cannot unlock under cron), which is temporary: the message
+ * is queued and a later run, with the agent unlocked, sends it. */
+static int unavailable(const struct account *a, const char *what, const char *how,
+		       struct perr *e)
+{
+	perr_set(e, PERR_TEMP, "password_command for account %s %s (%s); the secret is "
+		 "unavailable for now: run the command by hand to see why", a->name, what, how);
+	return perr_because(e, PERR_CAUSE_SECRET);
+}
+
+static int cmd_result(const struct account *a, int status, const struct cmd_run *r,
+		      struct secret *s, struct perr *e)
+{
+	char how[ERRLINE_MAX * 4 + 64];
+	size_t n = 0, first;
+
+	while (n < r->len && r->buf[n] != '\n')
 		n++;
-	if (n > SECRET_MAX)
+	first = n;
+	while (n && (r->buf[n - 1] == '\r' || r->buf[n - 1] == '\n'))
+		n--;
+	describe_exit(r, status, n, how, sizeof how);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return unavailable(a, "failed", how, e);
+	if (n == 0)
+		return unavailable(a, "printed nothing", how, e);
+	if (first > SECRET_MAX)
 		return perr_set(e, PERR_CONFIG,
 				"password_command for account %s printed a line "
 				"longer than %d bytes",
 				a->name, SECRET_MAX);
-	while (n && (o->buf[n - 1] == '\r' || o->buf[n - 1] == '\n'))
-		n--;
-	if (n == 0)
-		return perr_set(e, PERR_CONFIG,
-				"password_command for account %s printed nothing; "
-				"it must print the secret on its first line",
-				a->name);
-	if (memchr(o->buf, '\0', n))
+	if (memchr(r->buf, '\0', n))
 		return perr_set(e, PERR_CONFIG,
 				"password_command for account %s printed a NUL "
 				"byte",
 				a->name);
-	take(s, o->buf, n, SECRET_COMMAND);
+	take(s, r->buf, n, SECRET_COMMAND);
+	return 0;
+}
+
+static int start_command(const struct account *a, struct cmd_run *r, struct perr *e)
+{
+	int po[2], pe[2];
+
+	if (pipe2(po, O_CLOEXEC) < 0)
+		return perr_set(e, PERR_OS, "cannot create a pipe: %s", strerror(errno));
+	if (pipe2(pe, O_CLOEXEC) < 0) {
+		close(po[0]);
+		close(po[1]);
+		return perr_set(e, PERR_OS, "cannot create a pipe: %s", strerror(errno));
+	}
+	r->own_group = !tty_foreground();
+	r->pid = fork();
+	if (r->pid == 0)
+		child_exec(a->password_command, po[1], pe[1], r->own_group);
+	close(po[1]);
+	close(pe[1]);
+	if (r->pid < 0) {
+		close(po[0]);
+		close(pe[0]);
+		return perr_set(e, PERR_OS, "cannot start password_command: %s", strerror(errno));
+	}
+	if (r->own_group)
+		setpgid(r->pid, r->pid);
+	r->out = po[0];
+	r->err = pe[0];
+	fcntl(r->out, F_SETFL, O_NONBLOCK);
+	fcntl(r->err, F_SETFL, O_NONBLOCK);
 	return 0;
 }
 
@@ -180,36 +323,29 @@ static int run_command(const struct account *a, struct secret *s, struct perr *e
 {
 	int timeout = a->timeout > 0 ? a->timeout : DEFAULT_TIMEOUT_S;
 	int64_t deadline = mono_ms() + (int64_t)timeout * 1000;
-	struct cmd_out o = {.buf = xmalloc(SECRET_MAX + 2)};
-	int p[2], status, rc;
-	pid_t pid;
+	struct cmd_run r = {.out = -1, .err = -1};
+	int status, rc;
 
-	if (pipe2(p, O_CLOEXEC) < 0) {
-		free(o.buf);
-		return perr_set(e, PERR_OS, "cannot create a pipe: %s", strerror(errno));
-	}
-	pid = fork();
-	if (pid == 0)
-		child_exec(a->password_command, p[1]);
-	close(p[1]);
-	if (pid < 0) {
-		close(p[0]);
-		free(o.buf);
-		return perr_set(e, PERR_OS, "cannot start password_command: %s", strerror(errno));
-	}
-	setpgid(pid, pid);
-	read_output(p[0], deadline, &o);
-	close(p[0]);
-	status = reap(pid, deadline, o.timed_out);
-	if (status == -1)
+	if (start_command(a, &r, e) < 0)
+		return -1;
+	r.buf = xmalloc(SECRET_MAX + 2);
+	status = wait_exit(&r, deadline);
+	if (r.out >= 0)
+		close(r.out);
+	if (r.err >= 0)
+		close(r.err);
+	if (status == -1) {
 		rc = perr_set(e, PERR_TEMP,
-			      "password_command for account %s did not answer "
-			      "within %d s; check the command, or raise timeout",
-			      a->name, timeout);
-	else
-		rc = cmd_result(a, status, &o, s, e);
-	wipe(o.buf, SECRET_MAX + 2);
-	free(o.buf);
+			      "password_command for account %s did not finish within %d s; "
+			      "the secret is unavailable for now: check the command, or raise "
+			      "timeout", a->name, timeout);
+		perr_because(e, PERR_CAUSE_SECRET);
+	} else {
+		rc = cmd_result(a, status, &r, s, e);
+	}
+	wipe(r.buf, SECRET_MAX + 2);
+	wipe(r.errline, sizeof r.errline);
+	free(r.buf);
 	return rc;
 }
 
@@ -442,6 +578,11 @@ static enum keyring_state keyring_lookup(const struct account *a, struct secret 
 
 static int none_found(const struct account *a, enum keyring_state ks, struct perr *e)
 {
+	/* The keyring was the last source and could not be asked: the secret
+	 * cannot be had now (temporary), not a configuration error. */
+	if (ks == KEYRING_NO_LIBRARY || ks == KEYRING_NO_SESSION || ks == KEYRING_ERROR ||
+	    ks == KEYRING_LOCKED)
+		perr_because(e, PERR_CAUSE_SECRET);
 	if (ks == KEYRING_NO_LIBRARY)
 		return perr_set(e, PERR_TEMP,
 				"the keyring is not reachable (" LIBSECRET_SONAME " cannot be "
@@ -479,6 +620,7 @@ int secret_resolve(const struct account *a, struct secret *s, struct perr *e)
 	enum keyring_state ks = KEYRING_MISSING;
 
 	memset(s, 0, sizeof *s);
+	perr_because(e, PERR_CAUSE_NONE); /* the cause is set below where it is one */
 	if (!secret_needed(a))
 		return 0;
 	if (a->password_command && *a->password_command)

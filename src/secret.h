@@ -28,12 +28,21 @@ struct secret {
 int secret_needed(const struct account *a);
 
 /* Resolve the secret.  No secret needed: 0 with s->value NULL.
- * password_command: run through /bin/sh -c with stdin /dev/null, its
- * stderr passed through; first line of stdout (trailing CR/LF removed);
- * non-zero exit or empty output: PERR_CONFIG naming the account; no
- * answer within the account's timeout: PERR_TEMP (the child is killed).
+ * password_command: run through /bin/sh -c with default signal
+ * dispositions, stdin inherited when it is a terminal (so the command can
+ * prompt) and /dev/null otherwise, its stderr passed on to ours; the
+ * secret is the first line of its stdout (trailing CR/LF removed).
+ * postern waits for the command to exit, not for the end of its output (a
+ * background child may keep that open), and then reads only what is
+ * ready; all of it bounded by the account's timeout.
+ * The secret cannot be had now — the command exits non-zero, is killed,
+ * prints nothing or does not exit in time (the child or its process group
+ * is killed), or the keyring was the last source and cannot be reached or
+ * is locked: PERR_TEMP with cause PERR_CAUSE_SECRET; the text names the
+ * exit status and the command's first stderr line (sanitised, never the
+ * secret).  A first line over SECRET_MAX or holding a NUL: PERR_CONFIG.
  * No source at all: PERR_CONFIG saying which sources exist and how to set
- * one.  Keyring unreachable and no later source: PERR_TEMP. */
+ * one. */
 int secret_resolve(const struct account *a, struct secret *s, struct perr *e);
 
 /* Store value in the keyring for this account (--set-password). */

@@ -16,6 +16,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -191,24 +193,71 @@ static BIO *socket_bio(int fd)
 
 /* ---- the context -------------------------------------------------------- */
 
+/* A PEM file the configuration names, read through the descriptor
+ * open_regular gives: a FIFO or a device is refused at once and never
+ * reaches OpenSSL.  NULL with e filled (PERR_CONFIG naming key and path). */
+static BIO *pem_open(const char *path, const char *key, struct perr *e)
+{
+	int fd = open_regular(path, O_RDONLY, 0, key, e);
+	BIO *b;
+
+	if (fd < 0)
+		return NULL;
+	b = BIO_new_fd(fd, BIO_CLOSE);
+	if (!b) {
+		close(fd);
+		perr_set(e, PERR_OS, "cannot read %s %s: %s", key, path, ssl_reason());
+	}
+	return b;
+}
+
+/* The end of a PEM file shows as "no start line": not an error. */
+static int pem_clean_end(void)
+{
+	unsigned long err = ERR_peek_last_error();
+
+	if (ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE) {
+		ERR_clear_error();
+		return 1;
+	}
+	return err == 0;
+}
+
+/* Every certificate (and CRL) of tls_ca_file into the context's store, as
+ * SSL_CTX_load_verify_file would, but from an opened regular file. */
+static int load_ca_file(SSL_CTX *ctx, const char *ca_file, struct perr *e)
+{
+	X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+	STACK_OF(X509_INFO) *infos;
+	BIO *b = pem_open(ca_file, "tls_ca_file", e);
+	int n = 0;
+
+	if (!b)
+		return tls_fail(e, e ? e->kind : PERR_CONFIG);
+	infos = PEM_X509_INFO_read_bio(b, NULL, NULL, NULL);
+	BIO_free(b);
+	for (int i = 0; infos && i < sk_X509_INFO_num(infos); i++) {
+		X509_INFO *xi = sk_X509_INFO_value(infos, i);
+
+		n += xi->x509 && X509_STORE_add_cert(store, xi->x509) == 1;
+		n += xi->crl && X509_STORE_add_crl(store, xi->crl) == 1;
+	}
+	sk_X509_INFO_pop_free(infos, X509_INFO_free);
+	if (n == 0) {
+		perr_set(e, PERR_CONFIG, "tls_ca_file %s holds no usable PEM certificate (%s)",
+			 ca_file, ssl_reason());
+		return tls_fail(e, PERR_CONFIG);
+	}
+	ERR_clear_error();
+	return 0;
+}
+
 static int load_cas(SSL_CTX *ctx, const char *ca_file, struct perr *e)
 {
 	const char *dir, *file;
 
-	if (ca_file) {
-		if (access(ca_file, R_OK) < 0) {
-			perr_set(e, PERR_CONFIG, "cannot read tls_ca_file %s: %s", ca_file,
-				 strerror(errno));
-			return tls_fail(e, PERR_CONFIG);
-		}
-		if (!SSL_CTX_load_verify_file(ctx, ca_file)) {
-			perr_set(e, PERR_CONFIG,
-				 "tls_ca_file %s holds no usable PEM certificate (%s)", ca_file,
-				 ssl_reason());
-			return tls_fail(e, PERR_CONFIG);
-		}
-		return 0;
-	}
+	if (ca_file)
+		return load_ca_file(ctx, ca_file, e);
 	/* The system store as a hashed directory: issuers are read lazily
 	 * when a chain needs them, instead of parsing the whole bundle at
 	 * start-up (SSL_CTX_set_default_verify_paths costs ~20 ms). */
@@ -221,23 +270,63 @@ static int load_cas(SSL_CTX *ctx, const char *ca_file, struct perr *e)
 	return 0;
 }
 
+/* The client certificate and the chain after it, as
+ * SSL_CTX_use_certificate_chain_file would, from an opened regular file. */
+static int load_cert_chain(SSL_CTX *ctx, const char *path, struct perr *e)
+{
+	BIO *b = pem_open(path, "tls_cert_file", e);
+	X509 *x, *ca;
+	int ok;
+
+	if (!b)
+		return -1;
+	x = PEM_read_bio_X509_AUX(b, NULL, NULL, NULL);
+	ok = x && SSL_CTX_use_certificate(ctx, x) == 1 && SSL_CTX_clear_chain_certs(ctx) == 1;
+	X509_free(x);
+	while (ok && (ca = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+		if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
+			X509_free(ca);
+			ok = 0;
+		}
+	}
+	BIO_free(b);
+	if (!ok || !pem_clean_end())
+		return perr_set(e, PERR_CONFIG, "cannot load tls_cert_file %s: %s", path,
+				ssl_reason());
+	return 0;
+}
+
+/* The private key (tls_key_file, or in tls_cert_file), from an opened
+ * regular file; an encrypted key asks through the context's password
+ * callback, as SSL_CTX_use_PrivateKey_file would. */
+static int load_key(SSL_CTX *ctx, const char *path, const char *key, struct perr *e)
+{
+	BIO *b = pem_open(path, key, e);
+	EVP_PKEY *pk;
+	int ok;
+
+	if (!b)
+		return -1;
+	pk = PEM_read_bio_PrivateKey(b, NULL, SSL_CTX_get_default_passwd_cb(ctx),
+				     SSL_CTX_get_default_passwd_cb_userdata(ctx));
+	BIO_free(b);
+	ok = pk && SSL_CTX_use_PrivateKey(ctx, pk) == 1;
+	EVP_PKEY_free(pk);
+	if (!ok)
+		return perr_set(e, PERR_CONFIG, "cannot load the private key from %s %s: %s", key,
+				path, ssl_reason());
+	return 0;
+}
+
 static int load_client_cert(SSL_CTX *ctx, const struct tls_opts *o, struct perr *e)
 {
 	const char *key = o->key_file ? o->key_file : o->cert_file;
 
 	if (!o->cert_file)
 		return 0;
-	if (SSL_CTX_use_certificate_chain_file(ctx, o->cert_file) != 1) {
-		perr_set(e, PERR_CONFIG, "cannot load tls_cert_file %s: %s", o->cert_file,
-			 access(o->cert_file, R_OK) < 0 ? strerror(errno) : ssl_reason());
-		return tls_fail(e, PERR_CONFIG);
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-		perr_set(e, PERR_CONFIG, "cannot load the private key from %s %s: %s",
-			 o->key_file ? "tls_key_file" : "tls_cert_file", key,
-			 access(key, R_OK) < 0 ? strerror(errno) : ssl_reason());
-		return tls_fail(e, PERR_CONFIG);
-	}
+	if (load_cert_chain(ctx, o->cert_file, e) < 0 ||
+	    load_key(ctx, key, o->key_file ? "tls_key_file" : "tls_cert_file", e) < 0)
+		return tls_fail(e, e ? e->kind : PERR_CONFIG);
 	if (SSL_CTX_check_private_key(ctx) != 1) {
 		perr_set(e, PERR_CONFIG, "the key in %s does not belong to the certificate in %s",
 			 key, o->cert_file);

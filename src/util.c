@@ -1,12 +1,15 @@
-/* util.c — allocation, bounded copies, clock, wiping. */
+/* util.c — allocation, bounded copies, clock, wiping, opening the files
+ * the configuration names. */
 #include "autoconf.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -140,4 +143,63 @@ const char *path_base(const char *p)
 	const char *s = strrchr(p, '/');
 
 	return s ? s + 1 : p;
+}
+
+const char *file_type_name(mode_t mode)
+{
+	if (S_ISREG(mode))
+		return "a regular file";
+	if (S_ISDIR(mode))
+		return "a directory";
+	if (S_ISFIFO(mode))
+		return "a FIFO";
+	if (S_ISCHR(mode))
+		return "a character device";
+	if (S_ISBLK(mode))
+		return "a block device";
+	if (S_ISSOCK(mode))
+		return "a socket";
+	return "not a regular file";
+}
+
+static int not_regular(const char *path, const char *what, const char *type, struct perr *e)
+{
+	perr_set(e, PERR_CONFIG, "%s %s is %s, not a regular file; give the path of a "
+		 "regular file", what, path, type);
+	errno = EINVAL;
+	return -1;
+}
+
+int open_regular(const char *path, int flags, mode_t mode, const char *what, struct perr *e)
+{
+	struct stat st;
+	int fd, err, fl;
+
+	fd = open(path, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, mode);
+	if (fd < 0) {
+		err = errno;
+		/* ENXIO: O_WRONLY | O_NONBLOCK on a FIFO nobody reads */
+		if (err == ENXIO || err == EISDIR)
+			return not_regular(path, what, err == EISDIR ? "a directory" : "a FIFO or "
+					   "a device", e);
+		perr_set(e, PERR_CONFIG, "cannot open %s %s: %s; check the path and the file's "
+			 "permissions", what, path, strerror(err));
+		errno = err;
+		return -1;
+	}
+	if (fstat(fd, &st) < 0) {
+		err = errno;
+		close(fd);
+		perr_set(e, PERR_CONFIG, "cannot stat %s %s: %s", what, path, strerror(err));
+		errno = err;
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return not_regular(path, what, file_type_name(st.st_mode), e);
+	}
+	fl = fcntl(fd, F_GETFL);
+	if (fl >= 0 && (fl & O_NONBLOCK))
+		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	return fd;
 }

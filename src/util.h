@@ -1,10 +1,14 @@
 /* util.h — small helpers every module may use: allocation that aborts on
- * exhaustion, bounded string copies, the monotonic clock, wiping secrets. */
+ * exhaustion, bounded string copies, the monotonic clock, wiping secrets,
+ * opening the files the configuration names. */
 #ifndef POSTERN_UTIL_H
 #define POSTERN_UTIL_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+#include "errors.h"
 
 /* Allocation: these never return NULL; on exhaustion they print one line
  * and exit with EX_OSERR (71). */
@@ -40,5 +44,22 @@ int str_ieq(const char *a, const char *b);
 
 /* Base name of a path (pointer into p). */
 const char *path_base(const char *p);
+
+/* Open a file that the configuration or the environment names (the
+ * configuration itself, aliases, log, tls_ca_file, tls_cert/key_file) so
+ * that nothing can make postern wait: open(path, flags | O_NONBLOCK |
+ * O_NOCTTY | O_CLOEXEC, mode), fstat the descriptor and refuse at once
+ * anything that is not a regular file (a FIFO, a device, a directory, a
+ * socket); then O_NONBLOCK is cleared.  what names the file for the user,
+ * e.g. "tls_ca_file" or "the aliases file".
+ * Returns the descriptor, or -1 with e filled (PERR_CONFIG: "WHAT PATH:
+ * cause; fix") and errno set: open's errno when open failed (ENOENT lets
+ * a caller treat a missing file as it likes), EINVAL for a file that is
+ * not a regular file.  A FIFO opened for writing with no reader (ENXIO)
+ * is reported as not a regular file. */
+int open_regular(const char *path, int flags, mode_t mode, const char *what, struct perr *e);
+
+/* "a FIFO", "a directory", "a character device"... for a st_mode. */
+const char *file_type_name(mode_t mode);
 
 #endif

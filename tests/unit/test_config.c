@@ -14,12 +14,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "errors.h"
 
 static char tmpdir[256];
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* Write text to DIR/name with the given mode; returns the static path. */
 static const char *write_file(const char *name, const char *text, mode_t mode)
@@ -237,9 +246,20 @@ static void test_tls_implicit_port(void **state)
 
 static void test_durations(void **state)
 {
-	static const struct { const char *v; long secs; } rows[] = {
-		{ "5d", 432000 }, { "12h", 43200 }, { "30m", 1800 }, { "3600s", 3600 },
-		{ "90", 90 }, { "1w", 604800 },
+	static const struct { const char *key, *v; long secs; } rows[] = {
+		{ "queue_lifetime", "5d", 432000 }, { "queue_lifetime", "12h", 43200 },
+		{ "queue_lifetime", "30m", 1800 }, { "queue_lifetime", "3600s", 3600 },
+		{ "queue_lifetime", "90", 90 }, { "queue_lifetime", "1w", 604800 },
+		{ "queue_lifetime", "365d", 365L * 86400 },
+		{ "timeout", "45", 45 }, { "timeout", "45s", 45 }, { "timeout", "2m", 120 },
+		{ "timeout", "1h", 3600 }, { "timeout", "3600", 3600 },
+		/* errors: -1 */
+		{ "timeout", "0", -1 }, { "timeout", "0s", -1 }, { "timeout", "61m", -1 },
+		{ "timeout", "2h", -1 }, { "timeout", "1d", -1 }, { "timeout", "3601", -1 },
+		{ "timeout", "s", -1 }, { "timeout", "10x", -1 }, { "timeout", "-5", -1 },
+		{ "timeout", "1.5m", -1 }, { "timeout", "5 m", -1 },
+		{ "queue_lifetime", "366d", -1 }, { "queue_lifetime", "0d", -1 },
+		{ "queue_lifetime", "d", -1 },
 	};
 	char text[128];
 	struct config cfg;
@@ -248,9 +268,20 @@ static void test_durations(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		snprintf(text, sizeof(text), "[a]\nhost=h\nqueue_lifetime = %s\n", rows[i].v);
+		print_message("# %s = %s\n", rows[i].key, rows[i].v);
+		snprintf(text, sizeof(text), "[a]\nhost=h\n%s = %s\n", rows[i].key, rows[i].v);
+		if (rows[i].secs < 0) {
+			assert_int_equal(load_text(&cfg, text, 0600, &e), -1);
+			assert_int_equal(e.kind, PERR_CONFIG);
+			assert_contains(e.text, "~/smtprc:3: key '");
+			assert_contains(e.text, rows[i].key);
+			continue;
+		}
 		assert_int_equal(load_text(&cfg, text, 0600, &e), 0);
-		assert_int_equal(cfg.accounts[0].queue_lifetime, rows[i].secs);
+		if (strcmp(rows[i].key, "timeout") == 0)
+			assert_int_equal(cfg.accounts[0].timeout, rows[i].secs);
+		else
+			assert_int_equal(cfg.accounts[0].queue_lifetime, rows[i].secs);
 		config_free(&cfg);
 	}
 }
@@ -338,9 +369,9 @@ static const struct err_row err_rows[] = {
 	{ "[a]\nhost=h\ntls = maybe\n", "smtprc:3: key 'tls': 'maybe'", "starttls, implicit or off" },
 	{ "[a]\nhost=h\ntls_min_version = 1.1\n", "smtprc:3: key 'tls_min_version'", "1.2 or 1.3" },
 	{ "[a]\nhost=h\nauth = cram-md5\n", "smtprc:3: key 'auth': 'cram-md5'", "scram-sha-256" },
-	{ "[a]\nhost=h\ntimeout = 0\n", "smtprc:3: key 'timeout'", "1 to 3600" },
+	{ "[a]\nhost=h\ntimeout = 0\n", "smtprc:3: key 'timeout'", "from 1 s to 1h" },
 	{ "[a]\nhost=h\ntimeout = 3601\n", "smtprc:3: key 'timeout'", NULL },
-	{ "[a]\nhost=h\ntimeout = 10s\n", "smtprc:3: key 'timeout'", NULL },
+	{ "[a]\nhost=h\ntimeout = 10x\n", "smtprc:3: key 'timeout'", "timeout = 30" },
 	{ "[a]\nhost=h\ntimeout = -3\n", "smtprc:3: key 'timeout'", NULL },
 	{ "[a]\nhost=h\nqueue = maybe\n", "smtprc:3: key 'queue': 'maybe'", "queue = on" },
 	{ "[a]\nhost=h\nadd_headers = 2\n", "smtprc:3: key 'add_headers'", NULL },
@@ -483,8 +514,6 @@ static void test_password_permissions(void **state)
 		{ 0644, "readable by others (mode 0644)" },
 		{ 0640, "readable by others (mode 0640)" },
 		{ 0604, "readable by others (mode 0604)" },
-		{ 0620, "writable by others (mode 0620)" },
-		{ 0602, "writable by others (mode 0602)" },
 	};
 	struct config cfg;
 	struct perr e;
@@ -502,9 +531,88 @@ static void test_password_permissions(void **state)
 	}
 	assert_int_equal(load_text(&cfg, "[a]\nhost=h\npassword = x\n", 0400, &e), 0);
 	config_free(&cfg);
-	/* no password: any mode is fine */
-	assert_int_equal(load_text(&cfg, "[a]\nhost=h\npassword_command = x\n", 0666, &e), 0);
+	/* no password: readable by others is fine */
+	assert_int_equal(load_text(&cfg, "[a]\nhost=h\npassword_command = x\n", 0644, &e), 0);
 	config_free(&cfg);
+}
+
+/* Like ssh and sudo: any configuration writable by group or others, or
+ * owned by someone other than the caller or root, is refused, whatever it
+ * holds; checked on the opened file. */
+static void test_file_permissions(void **state)
+{
+	static const struct { mode_t mode; const char *want; } rows[] = {
+		{ 0664, "~/smtprc: writable by its group (mode 0664)" },
+		{ 0620, "~/smtprc: writable by its group (mode 0620)" },
+		{ 0646, "~/smtprc: writable by others (mode 0646)" },
+		{ 0602, "~/smtprc: writable by others (mode 0602)" },
+		{ 0666, "~/smtprc: writable by group and others (mode 0666)" },
+	};
+	static const char *const texts[] = {
+		"[a]\nhost=h\npassword_command = x\n", "[a]\nhost=h\n",
+	};
+	char path[512];
+	struct config cfg;
+	struct perr e;
+	size_t i, j;
+
+	(void)state;
+	for (j = 0; j < 2; j++) {
+		for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+			assert_int_equal(load_text(&cfg, texts[j], rows[i].mode, &e), -1);
+			assert_int_equal(e.kind, PERR_CONFIG);
+			assert_contains(e.text, rows[i].want);
+			assert_contains(e.text, "run chmod go-w ~/smtprc");
+		}
+	}
+	/* owned by another user (uid 65534, nobody): only root can set that up */
+	if (geteuid() != 0)
+		skip();
+	snprintf(path, sizeof(path), "%s/smtprc", tmpdir);
+	write_file("smtprc", texts[0], 0600);
+	assert_int_equal(chown(path, 65534, 65534), 0);
+	perr_clear(&e);
+	assert_int_equal(config_load_file(&cfg, path, &e), -1);
+	assert_int_equal(e.kind, PERR_CONFIG);
+	assert_contains(e.text, "~/smtprc: owned by uid 65534, not by you (uid 0) or root");
+	assert_contains(e.text, "chown 0 ~/smtprc");
+	/* owned by root (the caller here): fine */
+	assert_int_equal(chown(path, 0, 0), 0);
+	assert_int_equal(config_load_file(&cfg, path, &e), 0);
+	config_free(&cfg);
+}
+
+/* A FIFO (or another file that is not a regular one) is refused at once:
+ * opening or reading it must never wait for a writer. */
+static void test_not_regular(void **state)
+{
+	char path[512];
+	struct config cfg;
+	struct perr e;
+	int64_t t0;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/fifo", tmpdir);
+	unlink(path);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	t0 = now_ms();
+	perr_clear(&e);
+	alarm(10); /* a hang ends the test, not the whole run */
+	assert_int_equal(config_load_file(&cfg, path, &e), -1);
+	alarm(0);
+	assert_true(now_ms() - t0 < 1000);
+	assert_int_equal(e.kind, PERR_CONFIG);
+	assert_contains(e.text, "configuration file ");
+	assert_contains(e.text, "/fifo is a FIFO, not a regular file");
+	unlink(path);
+	/* a directory */
+	snprintf(path, sizeof(path), "%s/dir", tmpdir);
+	mkdir(path, 0700);
+	perr_clear(&e);
+	assert_int_equal(config_load_file(&cfg, path, &e), -1);
+	assert_int_equal(e.kind, PERR_CONFIG);
+	assert_contains(e.text, "/dir is a directory, not a regular file");
+	rmdir(path);
 }
 
 /* ---- lookup order ------------------------------------------------------- */
@@ -713,6 +821,8 @@ int main(void)
 		cmocka_unit_test(test_too_long_line),
 		cmocka_unit_test(test_password_value),
 		cmocka_unit_test(test_password_permissions),
+		cmocka_unit_test(test_file_permissions),
+		cmocka_unit_test(test_not_regular),
 		cmocka_unit_test(test_lookup_order),
 		cmocka_unit_test(test_choose),
 		cmocka_unit_test(test_print),

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -225,6 +226,39 @@ static void test_file_home_and_errors(void **state)
 	rmdir(dir);
 }
 
+/* A FIFO (or a directory) as the log file is refused at once, with or
+ * without a reader: never a hang after the message was sent. */
+static void test_file_not_regular(void **state)
+{
+	char dir[] = "/tmp/test_log.XXXXXX", path[256];
+	struct log_record r = base_record();
+	struct perr e = { 0 };
+	char buf[64];
+	int reader;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/fifo", dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	alarm(10); /* a hang ends the test, not the whole run */
+	assert_int_equal(log_record_write(path, &r, &e), -1);
+	assert_int_equal(e.kind, PERR_CONFIG);
+	assert_non_null(strstr(e.text, "log file "));
+	assert_non_null(strstr(e.text, path));
+	assert_non_null(strstr(e.text, "not a regular file"));
+	reader = open(path, O_RDONLY | O_NONBLOCK);
+	assert_true(reader >= 0);
+	perr_clear(&e);
+	assert_int_equal(log_event_line(path, LOGL_ERR, &e, "x"), -1);
+	alarm(0);
+	assert_int_equal(e.kind, PERR_CONFIG);
+	assert_non_null(strstr(e.text, "is a FIFO, not a regular file"));
+	assert_true(read(reader, buf, sizeof buf) <= 0); /* nothing written */
+	close(reader);
+	unlink(path);
+	rmdir(dir);
+}
+
 /* syslog itself cannot be read back here; writing to it must not fail. */
 static void test_syslog_target(void **state)
 {
@@ -270,6 +304,7 @@ int main(void)
 		cmocka_unit_test(test_format_many_rcpts),
 		cmocka_unit_test(test_file_target),
 		cmocka_unit_test(test_file_home_and_errors),
+		cmocka_unit_test(test_file_not_regular),
 		cmocka_unit_test(test_syslog_target),
 		cmocka_unit_test(test_sanitize),
 	};

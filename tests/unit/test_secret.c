@@ -5,6 +5,7 @@
 #include "autoconf.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,27 +86,47 @@ struct cmd_case {
 	const char *text; /* part of the error text */
 };
 
+/* A command that fails, prints nothing or is killed: the secret is only
+ * unavailable for now (PERR_TEMP, cause secret), with the exit status and
+ * the first stderr line in the text.  A malformed output line is a
+ * configuration error. */
 static const struct cmd_case cmd_cases[] = {
     {"echo hunter2", "hunter2", 0, NULL},
     {"printf 'pw\\r\\nsecond line\\n'", "pw", 0, NULL},
     {"printf 'no newline'", "no newline", 0, NULL},
     {"printf '  spaced pw \\n'", "  spaced pw ", 0, NULL},
-    /* stdin is /dev/null: read sees end of file at once */
+    /* stdin is not a terminal here: the command reads /dev/null */
     {"read x; echo \"got:$x\"", "got:", 0, NULL},
     /* lots of output after the first line is drained, not a hang */
     {"echo tok; head -c 200000 /dev/zero | tr '\\0' a", "tok", 0, NULL},
-    {"exit 3", NULL, PERR_CONFIG, "password_command for account work failed (exit 3)"},
-    {"echo pw; exit 1", NULL, PERR_CONFIG, "failed (exit 1)"},
-    {"true", NULL, PERR_CONFIG, "printed nothing"},
-    {"printf '\\r\\n'", NULL, PERR_CONFIG, "printed nothing"},
-    {"kill -9 $$", NULL, PERR_CONFIG, "signal 9"},
+    {"echo tok; head -c 200000 /dev/zero | tr '\\0' a >&2", "tok", 0, NULL},
+    {"exit 3", NULL, PERR_TEMP,
+     "password_command for account work failed (exit status 3); the secret is unavailable "
+     "for now: run the command by hand to see why"},
+    {"echo 'gpg: decryption failed' >&2; exit 1", NULL, PERR_TEMP,
+     "password_command for account work failed (exit status 1: gpg: decryption failed)"},
+    {"echo 'gpg: decryption failed' >&2; echo 'second' >&2; exit 2", NULL, PERR_TEMP,
+     "failed (exit status 2: gpg: decryption failed);"},
+    {"echo pw; exit 1", NULL, PERR_TEMP, "failed (exit status 1)"},
+    {"true", NULL, PERR_TEMP, "password_command for account work printed nothing (exit status 0)"},
+    {"echo 'no entry' >&2", NULL, PERR_TEMP, "printed nothing (exit status 0: no entry)"},
+    {"printf '\\r\\n'", NULL, PERR_TEMP, "printed nothing"},
+    {"kill -9 $$", NULL, PERR_TEMP, "failed (killed by signal 9)"},
+    /* the stderr line is sanitised */
+    {"printf 'bad \\033[31mred\\r\\n' >&2; exit 4", NULL, PERR_TEMP,
+     "(exit status 4: bad ?[31mred)"},
+    {"/nonexistent/postern-helper", NULL, PERR_TEMP, "failed (exit status 127: "},
     {"head -c 9000 /dev/zero | tr '\\0' a", NULL, PERR_CONFIG, "longer than 8192"},
-    {"/nonexistent/postern-helper", NULL, PERR_CONFIG, "exit 127"},
 };
 
 static void test_command(void **state)
 {
+	int saved = dup(0), null = open("/dev/null", O_RDONLY);
+
 	(void)state;
+	assert_true(saved >= 0 && null >= 0);
+	dup2(null, 0); /* whatever ran the test, stdin is not a terminal */
+	close(null);
 	for (size_t i = 0; i < sizeof cmd_cases / sizeof cmd_cases[0]; i++) {
 		const struct cmd_case *c = &cmd_cases[i];
 		struct account a = make_account("joe", c->cmd, "file-pw");
@@ -124,20 +145,41 @@ static void test_command(void **state)
 		} else {
 			assert_int_equal(rc, -1);
 			assert_int_equal(e.kind, c->kind);
-			assert_non_null(strstr(e.text, c->text));
+			assert_int_equal(e.cause, c->kind == PERR_TEMP ? PERR_CAUSE_SECRET
+								       : PERR_CAUSE_NONE);
+			if (!strstr(e.text, c->text))
+				fail_msg("\"%s\" does not contain \"%s\"", e.text, c->text);
 			assert_null(s.value);
 		}
 		secret_free(&s);
 		assert_null(s.value);
 	}
+	dup2(saved, 0);
+	close(saved);
+}
+
+/* The secret never reaches the error text, even when the command prints
+ * it on stderr too. */
+static void test_command_error_no_secret(void **state)
+{
+	struct account a = make_account("joe", "echo s3cret-42; echo \"x s3cret-42 y\" >&2; exit 1",
+					NULL);
+	struct secret s;
+	struct perr e;
+
+	(void)state;
+	assert_int_equal(secret_resolve(&a, &s, &e), -1);
+	assert_int_equal(e.kind, PERR_TEMP);
+	assert_int_equal(e.cause, PERR_CAUSE_SECRET);
+	assert_non_null(strstr(e.text, "failed (exit status 1: "));
+	assert_null(strstr(e.text, "s3cret"));
 }
 
 static void test_command_timeout(void **state)
 {
 	static const char *const cmds[] = {
-	    "sleep 10", "echo pw; sleep 10", /* stdout still open */
+	    "sleep 10", "echo pw; sleep 10", /* stdout still open, not exited */
 	    "exec >&-; sleep 10",	     /* stdout closed, process alive */
-	    "sleep 10 & echo pw",	     /* a grandchild holds stdout */
 	};
 
 	(void)state;
@@ -152,10 +194,40 @@ static void test_command_timeout(void **state)
 		assert_int_equal(secret_resolve(&a, &s, &e), -1);
 		dt = mono_ms() - t0;
 		assert_int_equal(e.kind, PERR_TEMP);
+		assert_int_equal(e.cause, PERR_CAUSE_SECRET);
 		assert_non_null(strstr(e.text, "password_command for account work did not "
-					       "answer within 1 s"));
+					       "finish within 1 s"));
 		assert_true(dt >= 900 && dt < 2500);
 		assert_null(s.value);
+	}
+}
+
+/* The command exits, but a background child it started keeps its stdout
+ * (and stderr) open: postern waits for the exit, not for the end of the
+ * output, so it returns at once. */
+static void test_command_background_child(void **state)
+{
+	static const char *const cmds[] = {
+	    "echo s3cret; sleep 30 &",
+	    "sleep 30 & echo s3cret",
+	    "printf s3cret; (sleep 30; echo late) &",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+		struct account a = make_account("joe", cmds[i], NULL);
+		struct secret s;
+		struct perr e;
+		int64_t t0 = mono_ms(), dt;
+
+		print_message("# case %zu: %s\n", i, cmds[i]);
+		a.timeout = 10;
+		if (secret_resolve(&a, &s, &e) != 0)
+			fail_msg("secret_resolve: %s", e.text);
+		dt = mono_ms() - t0;
+		assert_string_equal(s.value, "s3cret");
+		assert_true(dt < 5000);
+		secret_free(&s);
 	}
 }
 
@@ -183,6 +255,84 @@ static void test_command_stderr(void **state)
 	assert_string_equal(buf, "helper says hi\n");
 	assert_string_equal(s.value, "s3cret");
 	secret_free(&s);
+}
+
+/* Run cmd with fd `in` as stdin; returns the secret (static) or fails. */
+static const char *resolve_with_stdin(const char *cmd, int in)
+{
+	static char out[64];
+	struct account a = make_account("joe", cmd, NULL);
+	struct secret s;
+	struct perr e;
+	int saved = dup(0);
+
+	assert_true(saved >= 0);
+	dup2(in, 0);
+	if (secret_resolve(&a, &s, &e) != 0)
+		fail_msg("secret_resolve: %s", e.text);
+	dup2(saved, 0);
+	close(saved);
+	snprintf(out, sizeof out, "%s", s.value);
+	secret_free(&s);
+	return out;
+}
+
+/* stdin: a terminal is inherited (the command may prompt); anything else
+ * (the message, a -bs session) is not the command's to read. */
+static void test_command_stdin(void **state)
+{
+	int p[2], m, t;
+
+	(void)state;
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(write(p[1], "typed\n", 6), 6);
+	assert_string_equal(resolve_with_stdin("read x; echo \"got:$x\"", p[0]), "got:");
+	close(p[0]);
+	close(p[1]);
+
+	m = posix_openpt(O_RDWR | O_NOCTTY);
+	if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0)
+		skip();
+	t = open(ptsname(m), O_RDWR | O_NOCTTY);
+	assert_true(t >= 0);
+	assert_int_equal(write(m, "typed\n", 6), 6);
+	assert_string_equal(resolve_with_stdin("read x; echo \"got:$x\"", t), "got:typed");
+	close(t);
+	close(m);
+}
+
+/* The command runs with default signal dispositions and an empty signal
+ * mask, whatever postern ignores or blocks. */
+static void test_command_signals(void **state)
+{
+	struct sigaction ign = {.sa_handler = SIG_IGN}, old_xfsz, old_pipe;
+	sigset_t block, old_mask;
+	int null = open("/dev/null", O_RDONLY);
+	const char *got;
+
+	(void)state;
+	sigaction(SIGXFSZ, &ign, &old_xfsz);
+	sigaction(SIGPIPE, &ign, &old_pipe);
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &block, &old_mask);
+	got = resolve_with_stdin("sed -n 's/^SigIgn:[[:space:]]*/ign=/p; "
+				 "s/^SigBlk:[[:space:]]*/blk=/p' /proc/self/status | tr '\\n' ' '",
+				 null);
+	sigprocmask(SIG_SETMASK, &old_mask, NULL);
+	sigaction(SIGXFSZ, &old_xfsz, NULL);
+	sigaction(SIGPIPE, &old_pipe, NULL);
+	close(null);
+	/* signals 32 and 33 are glibc's own (its sigaction refuses them):
+	 * whatever ran the test may have left them ignored */
+	{
+		unsigned long long blk = 1, ignored = 1;
+		const unsigned long long glibc = 3ULL << 31;
+
+		assert_int_equal(sscanf(got, "blk=%llx ign=%llx", &blk, &ignored), 2);
+		assert_int_equal(blk & ~glibc, 0);
+		assert_int_equal(ignored & ~glibc, 0);
+	}
 }
 
 static void test_file_password(void **state)
@@ -217,6 +367,7 @@ static void test_no_source(void **state)
 			skip();
 	}
 	assert_int_equal(e.kind, PERR_TEMP);
+	assert_int_equal(e.cause, PERR_CAUSE_SECRET);
 	assert_non_null(strstr(e.text, "the keyring is not reachable (no D-Bus session) and no "
 				       "other source is configured for account work"));
 #else
@@ -311,8 +462,14 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_needed),	   cmocka_unit_test(test_not_needed),
-	    cmocka_unit_test(test_command),	   cmocka_unit_test(test_command_timeout),
-	    cmocka_unit_test(test_command_stderr), cmocka_unit_test(test_file_password),
+	    cmocka_unit_test(test_command),
+	    cmocka_unit_test(test_command_error_no_secret),
+	    cmocka_unit_test(test_command_timeout),
+	    cmocka_unit_test(test_command_background_child),
+	    cmocka_unit_test(test_command_stderr),
+	    cmocka_unit_test(test_command_stdin),
+	    cmocka_unit_test(test_command_signals),
+	    cmocka_unit_test(test_file_password),
 	    cmocka_unit_test(test_no_source),
 #ifdef HAVE_LIBSECRET
 	    cmocka_unit_test(test_keyring),

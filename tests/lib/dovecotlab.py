@@ -43,15 +43,11 @@ dovecot-submissiond.
 import os
 import re
 import shutil
-import signal
-import socket
-import ssl
-import subprocess
-import tempfile
 import time
 
+import labs
 from harness import Server, free_port
-from eximlab import busy_ports, _session_members  # noqa: F401 (shared helpers)
+from labs import LabError, session_members
 
 DOVECOT = "/usr/sbin/dovecot"
 SUBMISSION = "/usr/lib/dovecot/submission"
@@ -118,26 +114,6 @@ service pop3-login {{
 }}
 """
 
-WATCHDOG = r"""
-import os, signal, sys, time
-parent, pid, lifetime = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-end = time.monotonic() + lifetime
-def alive(p):
-    try:
-        os.kill(p, 0)
-        return True
-    except OSError:
-        return False
-while alive(parent) and alive(pid) and time.monotonic() < end:
-    time.sleep(1)
-try:
-    os.killpg(pid, signal.SIGTERM)
-    time.sleep(2)
-    os.killpg(pid, signal.SIGKILL)
-except OSError:
-    pass
-"""
-
 VARIANTS = {
     "pc": "",
     "p": "submission_client_workarounds = exotic-backend\n"
@@ -148,10 +124,6 @@ VARIANTS = {
 
 # What Dovecot logs when a client breaks the protocol.
 PROTOCOL_ERRORS = re.compile(r"Too many invalid commands|Unknown command|protocol error", re.I)
-
-
-class LabError(Exception):
-    """The instance could not be set up or started."""
 
 
 def why_not_here():
@@ -170,27 +142,19 @@ def why_not_here():
     return None
 
 
-def _write(path, text, mode=0o644):
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, mode)
-
-
-class DovecotLab:
+class DovecotLab(labs.Daemon):
     """login/password: the account the passwd-file holds; lifetime:
     seconds the instance may live; slow: a factor for the waits."""
+
+    NAME, COMMAND, STOP_WAIT = "dovecot", "dovecot -F", 10
 
     def __init__(self, cert, key, login, password, variant="pc", lifetime=600, slow=1,
                  base=None):
         why = why_not_here()
         if why:
             raise LabError(why)
-        self.d = tempfile.mkdtemp(prefix="postern-dovecot-", dir=base)
-        self.slow = slow
-        self.proc = None
-        self.watchdog = None
+        labs.Daemon.__init__(self, slow, base)
         d = self.d
-        os.chmod(d, 0o755)
         import pwd
         nobody = pwd.getpwnam("nobody")
         for sub in ("run", "state", "log", "tls", "home", "sink"):
@@ -201,7 +165,8 @@ class DovecotLab:
         os.chmod(os.path.join(d, "tls", "key.pem"), 0o600)
         if re.search(r"[:\s]", login + password):
             raise LabError("login and password must not hold ':' or spaces")
-        _write(os.path.join(d, "users"), "%s:{PLAIN}%s::::::\n" % (login, password), 0o644)
+        labs.write(os.path.join(d, "users"), "%s:{PLAIN}%s::::::\n" % (login, password),
+                   0o644)
         # The relay: the harness's aiosmtpd server without TLS or AUTH.
         self.sink = Server({"tls": "plain", "lifetime": lifetime,
                             "rcpt_replies": {REFUSED: "550 5.1.1 <%s>: no such user here" %
@@ -210,111 +175,48 @@ class DovecotLab:
         self.conf = os.path.join(d, "dovecot.conf")
         self.variant = VARIANTS[variant]
         self.ids = (nobody.pw_uid, nobody.pw_gid)
-        # free_port() can race with other programs on the machine: on
-        # "Address already in use" start again on new ports.
-        for attempt in range(3):
-            self._configure()
-            if self._start(lifetime, last=attempt == 2):
-                return
+        self._launch(lifetime)
 
     def _configure(self):
         self.ports = {"starttls": free_port(), "implicit": free_port()}
-        _write(self.conf, CONF.format(d=self.d, tag=os.path.basename(self.d),
-                                      sink=self.sink.port, uid=self.ids[0], gid=self.ids[1],
-                                      starttls=self.ports["starttls"],
-                                      implicit=self.ports["implicit"], variant=self.variant))
+        labs.write(self.conf, CONF.format(d=self.d, tag=os.path.basename(self.d),
+                                          sink=self.sink.port, uid=self.ids[0],
+                                          gid=self.ids[1], starttls=self.ports["starttls"],
+                                          implicit=self.ports["implicit"],
+                                          variant=self.variant))
 
     def _start(self, lifetime, last):
         """Start the master; False when a port was taken (and not last)."""
-        errfile = os.path.join(self.d, "dovecot.stderr")
         mark = len(self.log())
-        with open(errfile, "wb") as err:
-            self.proc = subprocess.Popen(
-                [DOVECOT, "-F", "-c", self.conf], stdin=subprocess.DEVNULL,
-                stdout=err, stderr=err, start_new_session=True, cwd=self.d)
-        self.watchdog = subprocess.Popen(
-            ["/usr/bin/python3", "-c", WATCHDOG, str(os.getpid()), str(self.proc.pid),
-             str(lifetime)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 20 * self.slow
+        deadline = self._spawn([DOVECOT, "-F", "-c", self.conf], lifetime)
 
-        def failed(why):
-            tail = self.log_tail(5) + " | " + self._stderr()
-            self.stop()
-            raise LabError("dovecot -F %s: %s" % (why, tail))
-        for name, port in self.ports.items():
-            while not self._banner(port, name == "implicit"):
-                taken = "Address already in use" in self._stderr() or any(
-                    "Address already in use" in ln for ln in self.log()[mark:])
-                if taken and not last:
-                    self._kill()
-                    return False
-                if taken:
-                    failed("could not bind its ports")
-                if self.proc.poll() is not None:
-                    failed("exited (%s)" % self.proc.returncode)
-                if time.monotonic() > deadline:
-                    failed("does not answer on port %d" % port)
-                time.sleep(0.05)
-        return True
-
-    def _stderr(self):
-        try:
-            with open(os.path.join(self.d, "dovecot.stderr"), errors="replace") as f:
-                return " | ".join(f.read().splitlines()[-5:])
-        except OSError:
-            return ""
-
-    @staticmethod
-    def _banner(port, implicit):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
-                if implicit:
-                    ctx = ssl.create_default_context()
-                    ctx.check_hostname = False
-                    ctx.verify_mode = ssl.CERT_NONE
-                    s = ctx.wrap_socket(s)
-                g = s.recv(512)
-                ok = g.startswith(b"220 mx.postern.test ") and b"Dovecot" in g
-                s.sendall(b"QUIT\r\n")
-                s.recv(512)
-                return ok
-        except OSError:
+        def give_up(port):
+            taken = "Address already in use" in self._stderr() or any(
+                "Address already in use" in ln for ln in self.log()[mark:])
+            if taken and not last:
+                self._kill()
+                return True
+            if taken:
+                self._failed("could not bind its ports")
+            if self.proc.poll() is not None:
+                self._failed("exited (%s)" % self.proc.returncode)
+            if time.monotonic() > deadline:
+                self._failed("does not answer on port %d" % port)
             return False
+        return labs.await_greetings(
+            self.ports, lambda name: name == "implicit",
+            lambda g: g.startswith(b"220 mx.postern.test ") and b"Dovecot" in g, give_up)
 
     def stop(self):
         """Stop the master by its PID (it ends its children), then
         whatever is left of its session, the watchdog and the sink."""
         self._kill()
         self.sink.stop()
-        if not os.environ.get("POSTERN_TEST_KEEP"):
-            shutil.rmtree(self.d, ignore_errors=True)
-
-    def _kill(self):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        if self.proc:
-            for pid in _session_members(self.proc.pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        if self.watchdog and self.watchdog.poll() is None:
-            os.kill(self.watchdog.pid, signal.SIGKILL)
-            self.watchdog.wait(5)
+        labs.remove(self.d)
 
     # -- what happened ------------------------------------------------------
     def log(self):
-        try:
-            with open(os.path.join(self.d, "log", "dovecot.log"), errors="replace") as f:
-                return f.read().splitlines()
-        except OSError:
-            return []
+        return labs.lines(os.path.join(self.d, "log", "dovecot.log"))
 
     def mark(self):
         return {"log": len(self.log()), "sink": len(self.sink.messages())}
@@ -340,18 +242,13 @@ class DovecotLab:
     def quiesce(self, limit=20):
         """Wait until no session is open on the lab's ports or the
         sink's, and every submission process has ended; True if so."""
-        deadline = time.monotonic() + limit * self.slow
-        ports = set(self.ports.values()) | {self.sink.port}
-        while time.monotonic() < deadline:
-            if not busy_ports(ports) and not self._sessions():
-                return True
-            time.sleep(0.05)
-        return False
+        return labs.settle(set(self.ports.values()) | {self.sink.port},
+                           lambda: not self._sessions(), limit * self.slow)
 
     def _sessions(self):
         """PIDs of running submission and submission-login processes."""
         out = []
-        for pid in _session_members(self.proc.pid):
+        for pid in session_members(self.proc.pid):
             try:
                 with open("/proc/%d/cmdline" % pid, "rb") as f:
                     argv0 = f.read().split(b"\0")[0]

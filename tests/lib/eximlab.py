@@ -38,14 +38,11 @@ over.
 import os
 import re
 import shutil
-import signal
-import socket
-import ssl
-import subprocess
-import tempfile
 import time
 
+import labs
 from harness import free_port
+from labs import LabError, session_members
 
 ROOT = os.environ.get("POSTERN_EXIM_ROOT", "/opt/postern-test/exim")
 EXIM = os.path.join(ROOT, "usr", "sbin", "exim4")
@@ -141,34 +138,10 @@ login:
   server_set_id = $auth1
 """
 
-WATCHDOG = r"""
-import os, signal, sys, time
-parent, pid, lifetime = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-end = time.monotonic() + lifetime
-def alive(p):
-    try:
-        os.kill(p, 0)
-        return True
-    except OSError:
-        return False
-while alive(parent) and alive(pid) and time.monotonic() < end:
-    time.sleep(1)
-try:
-    os.killpg(pid, signal.SIGTERM)
-    time.sleep(2)
-    os.killpg(pid, signal.SIGKILL)
-except OSError:
-    pass
-"""
-
 # What Exim writes when a client breaks the protocol (checked after every
 # test): errors of command order, of pipelining, of BDAT.
 PROTOCOL_ERRORS = re.compile(r"SMTP protocol error|synchronization error|"
                              r"valid RCPT command must precede BDAT|too many", re.I)
-
-
-class LabError(Exception):
-    """The instance could not be set up or started."""
 
 
 def why_not_here():
@@ -191,61 +164,18 @@ def _ids():
     return p.pw_uid, p.pw_gid
 
 
-def _write(path, text, mode=0o644):
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, mode)
-
-
-def _session_members(sid):
-    """PIDs of the processes in session sid."""
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:
-            out.append(int(name))
-    return out
-
-
-def busy_ports(ports):
-    """Local ports among ports with a TCP connection that is neither
-    listening nor in TIME_WAIT (a session still going on)."""
-    busy = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                rows = f.read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            cols = row.split()
-            local, state = cols[1], cols[3]
-            port = int(local.rsplit(":", 1)[1], 16)
-            if port in ports and state not in ("0A", "06", "07"):
-                busy.add(port)
-    return busy
-
-
-class EximLab:
+class EximLab(labs.Daemon, labs.Maildir):
     """login/password: the one account AUTH accepts; lifetime: seconds
     the daemon may live whatever happens; slow: a factor for the waits."""
+
+    NAME, COMMAND = "exim", "exim -bdf"
 
     def __init__(self, cert, key, login, password, lifetime=600, slow=1, base=None):
         why = why_not_here()
         if why:
             raise LabError(why)
-        self.d = tempfile.mkdtemp(prefix="postern-exim-", dir=base)
-        self.slow = slow
-        self.proc = None
-        self.watchdog = None
+        labs.Daemon.__init__(self, slow, base)
         d = self.d
-        os.chmod(d, 0o755)
         uid, gid = _ids()
         for sub in ("spool", "log", "tls", "mail"):
             os.makedirs(os.path.join(d, sub))
@@ -263,19 +193,14 @@ class EximLab:
                 raise LabError("login and password must not hold { } $ \\ : or spaces")
         self.login, self.password = login, password
         self.conf = os.path.join(d, "exim.conf")
-        # free_port() can race with other programs on the machine: on
-        # "Address already in use" start again on new ports.
-        for attempt in range(3):
-            self._configure()
-            if self._start(lifetime, last=attempt == 2):
-                return
+        self._launch(lifetime)
 
     def _configure(self):
         self.ports = {"%s-%s" % (v, k): free_port() for v in VARIANTS for k in KINDS}
 
         def of(pred):
             return " : ".join(str(p) for n, p in sorted(self.ports.items()) if pred(n))
-        _write(self.conf, CONF.format(
+        labs.write(self.conf, CONF.format(
             d=self.d, exim=EXIM, user=EXIM_USER, domain=DOMAIN, login=self.login,
             password=self.password,
             all_ports=of(lambda n: True),
@@ -287,22 +212,8 @@ class EximLab:
 
     def _start(self, lifetime, last):
         """Start the daemon; False when a port was taken (and not last)."""
-        errfile = os.path.join(self.d, "exim.stderr")
         mark = self.mark()
-        with open(errfile, "wb") as err:
-            self.proc = subprocess.Popen(
-                [EXIM, "-C", self.conf, "-bdf"], stdin=subprocess.DEVNULL,
-                stdout=err, stderr=err, start_new_session=True, cwd=self.d)
-        self.watchdog = subprocess.Popen(
-            ["/usr/bin/python3", "-c", WATCHDOG, str(os.getpid()), str(self.proc.pid),
-             str(lifetime)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 20 * self.slow
-
-        def failed(why):
-            tail = self.log_tail(5) + " | " + self._stderr()
-            self.stop()
-            raise LabError("exim -bdf %s: %s" % (why, tail))
+        deadline = self._spawn([EXIM, "-C", self.conf, "-bdf"], lifetime)
         # Exim binds every port, then logs "daemon started"; a port that is
         # taken is logged at once (and retried only after 30 s).
         while not any("daemon started" in ln for ln in self.log_since(mark)):
@@ -311,74 +222,23 @@ class EximLab:
                 if not last:
                     self._kill()
                     return False
-                failed("could not bind its ports")
+                self._failed("could not bind its ports")
             if self.proc.poll() is not None:
-                failed("exited (%s)" % self.proc.returncode)
+                self._failed("exited (%s)" % self.proc.returncode)
             if time.monotonic() > deadline:
-                failed("did not start listening")
+                self._failed("did not start listening")
             time.sleep(0.05)
-        for name, port in self.ports.items():
-            while not self._banner(port, name.endswith("-implicit")):
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    failed("does not answer on port %d" % port)
-                time.sleep(0.05)
-        return True
 
-    def _stderr(self):
-        try:
-            with open(os.path.join(self.d, "exim.stderr"), errors="replace") as f:
-                return " | ".join(f.read().splitlines()[-5:])
-        except OSError:
-            return ""
-
-    @staticmethod
-    def _banner(port, implicit):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
-                if implicit:
-                    ctx = ssl.create_default_context()
-                    ctx.check_hostname = False
-                    ctx.verify_mode = ssl.CERT_NONE
-                    s = ctx.wrap_socket(s)
-                ok = s.recv(512).startswith(b"220 mx.postern.test ESMTP Exim")
-                s.sendall(b"QUIT\r\n")
-                s.recv(512)
-                return ok
-        except OSError:
-            return False
-
-    def stop(self):
-        """Stop the daemon (by its PID, then whatever is left of its
-        session: reception and delivery processes) and the watchdog."""
-        self._kill()
-        if not os.environ.get("POSTERN_TEST_KEEP"):
-            shutil.rmtree(self.d, ignore_errors=True)
-
-    def _kill(self):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        if self.proc:
-            for pid in _session_members(self.proc.pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        if self.watchdog and self.watchdog.poll() is None:
-            os.kill(self.watchdog.pid, signal.SIGKILL)
-            self.watchdog.wait(5)
+        def give_up(port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self._failed("does not answer on port %d" % port)
+        return labs.await_greetings(
+            self.ports, lambda name: name.endswith("-implicit"),
+            lambda g: g.startswith(b"220 mx.postern.test ESMTP Exim"), give_up)
 
     # -- what happened ------------------------------------------------------
     def log(self, name="main"):
-        try:
-            with open(os.path.join(self.d, "log", name + "log"), errors="replace") as f:
-                return f.read().splitlines()
-        except OSError:
-            return []
+        return labs.lines(os.path.join(self.d, "log", name + "log"))
 
     def mark(self):
         """Positions in the three logs (for since=)."""
@@ -414,25 +274,6 @@ class EximLab:
     def quiesce(self, limit=20):
         """Wait until no client session is open on the lab's ports and the
         daemon has no reception or delivery process left; True if so."""
-        deadline = time.monotonic() + limit * self.slow
-        ports = set(self.ports.values())
-        while time.monotonic() < deadline:
-            if not busy_ports(ports) and \
-                    _session_members(self.proc.pid) == [self.proc.pid]:
-                return True
-            time.sleep(0.05)
-        return False
-
-    def delivered(self):
-        """{file name: bytes} in the maildir's new/."""
-        new = os.path.join(self.maildir, "new")
-        out = {}
-        if os.path.isdir(new):
-            for n in sorted(os.listdir(new)):
-                with open(os.path.join(new, n), "rb") as f:
-                    out[n] = f.read()
-        return out
-
-    def delivered_names(self):
-        new = os.path.join(self.maildir, "new")
-        return set(os.listdir(new)) if os.path.isdir(new) else set()
+        return labs.settle(set(self.ports.values()),
+                           lambda: session_members(self.proc.pid) == [self.proc.pid],
+                           limit * self.slow)

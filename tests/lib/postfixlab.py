@@ -25,13 +25,13 @@ import os
 import re
 import shutil
 import signal
-import socket
-import ssl
 import subprocess
 import tempfile
 import time
 
+import labs
 from harness import free_port
+from labs import LabError
 
 POSTFIX = "/usr/sbin/postfix"
 SASLPASSWD2 = "/usr/sbin/saslpasswd2"
@@ -129,12 +129,7 @@ WATCHDOG = r"""
 import os, shutil, signal, subprocess, sys, time
 parent, d, lifetime = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 end = time.monotonic() + lifetime
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-        return True
-    except OSError:
-        return False
+""" + labs.ALIVE + r"""
 while alive(parent) and time.monotonic() < end:
     time.sleep(1)
 subprocess.run([sys.argv[4], "-c", d, "stop"], stdout=subprocess.DEVNULL,
@@ -153,20 +148,10 @@ if not os.environ.get("POSTERN_TEST_KEEP"):
 """
 
 
-class LabError(Exception):
-    """The instance could not be set up or started."""
-
-
 def _run(argv, **kw):
     return subprocess.run(argv, stdin=kw.pop("stdin", subprocess.DEVNULL),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           timeout=kw.pop("timeout", 60), **kw)
-
-
-def _write(path, text, mode=0o644):
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, mode)
 
 
 def _ids(name):
@@ -197,7 +182,7 @@ def _is_master(pid):
         return False
 
 
-class PostfixLab:
+class PostfixLab(labs.Maildir):
     """users: {"login@domain": "password"}; size_limit: message_size_limit
     (0: none); extra: more main.cf lines; lifetime: seconds the instance
     may live whatever happens; base: the directory to create the
@@ -219,17 +204,17 @@ class PostfixLab:
         pf_uid, pf_gid = _ids("postfix")
         os.chown(os.path.join(d, "mail"), nobody, nogroup)
         os.chown(os.path.join(d, "data"), pf_uid, -1)
-        _write(os.path.join(d, "main.cf"), MAIN_CF.format(
+        labs.write(os.path.join(d, "main.cf"), MAIN_CF.format(
             d=d, domain=DOMAIN, discard=DISCARD_DOMAIN, uid=nobody, gid=nogroup,
             size_limit=size_limit, extra=extra))
         subs = {k: SUBMISSION.format(name="s" + k) for k in self.ports}
-        _write(os.path.join(d, "master.cf"), MASTER_CF.format(
+        labs.write(os.path.join(d, "master.cf"), MASTER_CF.format(
             p587=self.ports["587"], p465=self.ports["465"], pdata=self.ports["data"],
             sub587=subs["587"], sub465=subs["465"], subdata=subs["data"]))
         shutil.copy(cert, os.path.join(d, "tls", "cert.pem"))
         shutil.copy(key, os.path.join(d, "tls", "key.pem"))
         os.chmod(os.path.join(d, "tls", "key.pem"), 0o600)
-        _write(os.path.join(d, "sasl", "smtpd.conf"), SASL_CONF.format(d=d))
+        labs.write(os.path.join(d, "sasl", "smtpd.conf"), SASL_CONF.format(d=d))
         db = os.path.join(d, "sasl", "sasldb2")
         for login, password in users.items():
             user, _, realm = login.partition("@")
@@ -251,31 +236,16 @@ class PostfixLab:
             tail = self.log_tail(5)
             self.cleanup()
             raise LabError("postfix -c DIR start failed: %s | %s" % (" | ".join(out[-5:]), tail))
-        self.watchdog = subprocess.Popen(
-            ["/usr/bin/python3", "-c", WATCHDOG, str(os.getpid()), self.d,
-             str(self.lifetime), POSTFIX], stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.watchdog = labs.watchdog(WATCHDOG, self.d, self.lifetime, POSTFIX)
         deadline = time.monotonic() + 20
-        for name, port in self.ports.items():
-            while not self._banner(port, name == "465"):
-                if time.monotonic() > deadline:
-                    raise LabError("postfix does not answer on port %d after 20 s: %s" %
-                                   (port, self.log_tail(5)))
-                time.sleep(0.1)
 
-    def _banner(self, port, implicit):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
-                if implicit:
-                    ctx = ssl.create_default_context()
-                    ctx.check_hostname = False
-                    ctx.verify_mode = ssl.CERT_NONE
-                    s = ctx.wrap_socket(s)
-                ok = s.recv(512).startswith(b"220 ")
-                s.sendall(b"QUIT\r\n")
-                return ok
-        except OSError:
-            return False
+        def give_up(port):
+            if time.monotonic() > deadline:
+                raise LabError("postfix does not answer on port %d after 20 s: %s" %
+                               (port, self.log_tail(5)))
+        labs.await_greetings(self.ports, lambda name: name == "465",
+                             lambda g: g.startswith(b"220 "), give_up, pause=0.1,
+                             wait_bye=False)
 
     def master_pid(self):
         try:
@@ -303,39 +273,20 @@ class PostfixLab:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        if self.watchdog and self.watchdog.poll() is None:
-            os.kill(self.watchdog.pid, signal.SIGKILL)
-            self.watchdog.wait(5)
+        labs.end(self.watchdog)
         self.cleanup()
 
     def cleanup(self):
-        if os.environ.get("POSTERN_TEST_KEEP"):
-            return
-        shutil.rmtree(self.d, ignore_errors=True)
+        labs.remove(self.d)
 
     def log(self):
-        try:
-            with open(os.path.join(self.d, "maillog"), errors="replace") as f:
-                return f.read().splitlines()
-        except OSError:
-            return []
+        return labs.lines(os.path.join(self.d, "maillog"))
 
     def log_tail(self, n=20):
         return " | ".join(self.log()[-n:]) or "(no maillog)"
 
-    def delivered(self):
-        """{file name: bytes} in the maildir's new/."""
-        new = os.path.join(self.maildir, "new")
-        out = {}
-        if os.path.isdir(new):
-            for n in sorted(os.listdir(new)):
-                with open(os.path.join(new, n), "rb") as f:
-                    out[n] = f.read()
-        return out
-
     def count_delivered(self):
-        new = os.path.join(self.maildir, "new")
-        return len(os.listdir(new)) if os.path.isdir(new) else 0
+        return len(self.delivered_names())
 
     def wait_delivered(self, before, count, limit=20):
         """The messages that appeared since before (a delivered() result)."""

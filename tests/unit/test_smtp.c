@@ -66,6 +66,15 @@
 #define CAP_PIPE 1u
 #define CAP_CHUNK 2u
 
+/* The fake server's replies. */
+#define AUTH_OK "235 2.7.0 ok\r\n"
+#define AUTH_FAILED "535 5.7.8 authentication failed\r\n"
+#define MAIL_OK "250 2.1.0 ok\r\n"
+#define RCPT_OK "250 2.1.5 ok\r\n"
+#define GO_AHEAD "354 go ahead\r\n"
+#define RSET_OK "250 2.0.0 ok\r\n"
+#define BYE "221 2.0.0 bye\r\n"
+
 /* ---- strings built for one test ----------------------------------------- */
 
 static char arena[1 << 16];
@@ -203,6 +212,16 @@ static enum seen seen_of(ssize_t r)
 	return errno == ETIMEDOUT ? SEEN_TIMEOUT : SEEN_ERROR;
 }
 
+/* An empty record with room for cap bytes. */
+static void record_start(struct record *rec, size_t cap)
+{
+	rec->bytes = malloc(cap);
+	rec->len = 0;
+	rec->how = SEEN_OK;
+	if (!rec->bytes)
+		_exit(3);
+}
+
 /* Read one flight into rec.  Returns 1 when it is exactly the script's. */
 static int child_flight(int fd, const struct step *st, struct record *rec)
 {
@@ -210,11 +229,7 @@ static int child_flight(int fd, const struct step *st, struct record *rec)
 	int64_t deadline = mono_ms() + FLIGHT_MS;
 	ssize_t r;
 
-	rec->bytes = malloc(cap);
-	rec->len = 0;
-	rec->how = SEEN_OK;
-	if (!rec->bytes)
-		_exit(3);
+	record_start(rec, cap);
 	while (rec->len < want && memcmp(rec->bytes, st->expect, rec->len) == 0) {
 		r = read_until(fd, rec->bytes + rec->len, cap - rec->len, deadline);
 		if (r <= 0) {
@@ -265,11 +280,7 @@ static void child_tail(int fd, enum tail tail, struct record *rec)
 	int64_t deadline = mono_ms() + EOF_MS;
 	ssize_t r;
 
-	rec->bytes = malloc(EXTRA_MAX);
-	rec->len = 0;
-	rec->how = SEEN_OK;
-	if (!rec->bytes)
-		_exit(3);
+	record_start(rec, EXTRA_MAX);
 	if (tail == TAIL_NONE)
 		return;
 	while (rec->len < EXTRA_MAX) {
@@ -837,129 +848,172 @@ static void assert_lacks(const char *text, const char *part)
 		fail_msg("\"%s\" contains \"%s\"", text, part);
 }
 
+/* The pieces the cases are made of: a run of one message (BODY to b@y)
+ * whose smtp_send_batch ends with QUIT; its envelope as one pipelined
+ * flight or as flights of their own; how the session may end; what the
+ * run must have come to. */
+static struct run *run_to_b(unsigned caps)
+{
+	struct run *r = new_run(caps);
+
+	one_msg(r, "b@y", NULL);
+	r->quit = 1;
+	return r;
+}
+
+/* AUTH, MAIL and RCPT TO:<b@y> in one flight, then `more` (another RCPT,
+ * DATA or nothing). */
+static void envelope_flight(struct run *r, const char *more, const char *reply, unsigned flags)
+{
+	step(r, fmt("%s%sRCPT TO:<b@y>\r\n%s", AUTH_LINE, mail_line(BODY), more), reply, flags);
+}
+
+/* Without PIPELINING: AUTH, MAIL and RCPT TO:<b@y>, each accepted. */
+static void envelope_steps(struct run *r)
+{
+	step(r, AUTH_LINE, AUTH_OK, 0);
+	step(r, mail_line(BODY), MAIL_OK, 0);
+	step(r, "RCPT TO:<b@y>\r\n", RCPT_OK, 0);
+}
+
+/* After the last flight the server answers RSET and QUIT: the client may
+ * send QUIT, RSET and QUIT, or (may_close) nothing before it closes. */
+static void tail_quit(struct run *r, int may_close)
+{
+	size_t k = 0;
+
+	r->sc.tail = TAIL_ANSWER;
+	if (may_close)
+		r->sc.allowed[k++] = "";
+	r->sc.allowed[k++] = "QUIT\r\n";
+	r->sc.allowed[k] = "RSET\r\nQUIT\r\n";
+}
+
+/* The client sent exactly the script's bytes; smtp_send_batch returned
+ * batch_rc. */
+static void assert_batch(const struct run *r, int batch_rc)
+{
+	assert_int_equal(r->wire_bad, 0);
+	assert_int_equal(r->batch_rc, batch_rc);
+}
+
+/* Message i was delivered, the server's reply `reply`. */
+static void assert_sent(const struct run *r, size_t i, const char *reply)
+{
+	assert_int_equal(r->msgs[i].done, 1);
+	assert_string_equal(r->msgs[i].reply, reply);
+}
+
+/* Message i was not delivered: an error of that kind. */
+static void assert_unsent(const struct run *r, size_t i, enum perr_kind kind)
+{
+	assert_int_equal(r->msgs[i].done, 0);
+	assert_int_equal(r->msgs[i].err.kind, kind);
+}
+
+/* The server's "554 5.7.1 go away" decided: EX_UNAVAILABLE, quoting it. */
+static void assert_went_away(const struct run *r)
+{
+	assert_batch(r, -1);
+	assert_unsent(r, 0, PERR_UNAVAILABLE);
+	assert_int_equal(r->msgs[0].err.code, 554);
+	assert_contains(r->msgs[0].err.text, "554 5.7.1 go away");
+}
+
 /* ---- the cases ---------------------------------------------------------- */
 
 /* 1. PIPELINING + CHUNKING: AUTH, MAIL and RCPT in one flight; the chunk
  * (not dot-stuffed) only after their replies, with QUIT. */
 static void test_pipelined_bdat(void **state)
 {
-	struct run *r = new_run(CAP_PIPE | CAP_CHUNK);
+	struct run *r = run_to_b(CAP_PIPE | CAP_CHUNK);
 
 	(void)state;
-	one_msg(r, "b@y", NULL);
-	r->quit = 1;
-	step(r, fmt("%s%sRCPT TO:<b@y>\r\n", AUTH_LINE, mail_line(BODY)),
-	     "235 2.7.0 ok\r\n250 2.1.0 ok\r\n250 2.1.5 ok\r\n", 0);
-	step(r, fmt("%sQUIT\r\n", bdat_last(BODY)), "250 2.0.0 queued as 1A\r\n221 2.0.0 bye\r\n",
-	     0);
+	envelope_flight(r, "", AUTH_OK MAIL_OK RCPT_OK, 0);
+	step(r, fmt("%sQUIT\r\n", bdat_last(BODY)), "250 2.0.0 queued as 1A\r\n" BYE, 0);
 	run(r);
-	assert_int_equal(r->wire_bad, 0);
 	assert_int_equal(r->open_rc, 0);
-	assert_int_equal(r->batch_rc, 0);
-	assert_int_equal(r->msgs[0].done, 1);
-	assert_string_equal(r->msgs[0].reply, "250 2.0.0 queued as 1A");
+	assert_batch(r, 0);
+	assert_sent(r, 0, "250 2.0.0 queued as 1A");
 }
 
 /* 2. PIPELINING without CHUNKING: AUTH, MAIL, RCPT and DATA in one flight;
  * the dot-stuffed body after 354, with QUIT. */
 static void test_pipelined_data(void **state)
 {
-	struct run *r = new_run(CAP_PIPE);
+	struct run *r = run_to_b(CAP_PIPE);
 
 	(void)state;
-	one_msg(r, "b@y", NULL);
-	r->quit = 1;
-	step(r, fmt("%s%sRCPT TO:<b@y>\r\nDATA\r\n", AUTH_LINE, mail_line(BODY)),
-	     "235 2.7.0 ok\r\n250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n", 0);
-	step(r, BODY_STUFFED "QUIT\r\n", "250 2.0.0 queued as 2B\r\n221 2.0.0 bye\r\n", 0);
+	envelope_flight(r, "DATA\r\n", AUTH_OK MAIL_OK RCPT_OK GO_AHEAD, 0);
+	step(r, BODY_STUFFED "QUIT\r\n", "250 2.0.0 queued as 2B\r\n" BYE, 0);
 	run(r);
-	assert_int_equal(r->wire_bad, 0);
-	assert_int_equal(r->batch_rc, 0);
-	assert_int_equal(r->msgs[0].done, 1);
-	assert_string_equal(r->msgs[0].reply, "250 2.0.0 queued as 2B");
+	assert_batch(r, 0);
+	assert_sent(r, 0, "250 2.0.0 queued as 2B");
 }
 
 /* 3. Without PIPELINING every command is a flight of its own. */
 static void test_unpipelined_bdat(void **state)
 {
-	struct run *r = new_run(CAP_CHUNK);
+	struct run *r = run_to_b(CAP_CHUNK);
 
 	(void)state;
-	one_msg(r, "b@y", NULL);
-	r->quit = 1;
-	step(r, AUTH_LINE, "235 2.7.0 ok\r\n", 0);
-	step(r, mail_line(BODY), "250 2.1.0 ok\r\n", 0);
-	step(r, "RCPT TO:<b@y>\r\n", "250 2.1.5 ok\r\n", 0);
+	envelope_steps(r);
 	step(r, bdat_last(BODY), "250 2.0.0 queued as 3C\r\n", 0);
-	step(r, "QUIT\r\n", "221 2.0.0 bye\r\n", 0);
+	step(r, "QUIT\r\n", BYE, 0);
 	run(r);
-	assert_int_equal(r->wire_bad, 0);
-	assert_int_equal(r->batch_rc, 0);
-	assert_int_equal(r->msgs[0].done, 1);
-	assert_string_equal(r->msgs[0].reply, "250 2.0.0 queued as 3C");
+	assert_batch(r, 0);
+	assert_sent(r, 0, "250 2.0.0 queued as 3C");
 }
 
 static void test_unpipelined_data(void **state)
 {
-	struct run *r = new_run(0);
+	struct run *r = run_to_b(0);
 
 	(void)state;
-	one_msg(r, "b@y", NULL);
-	r->quit = 1;
-	step(r, AUTH_LINE, "235 2.7.0 ok\r\n", 0);
-	step(r, mail_line(BODY), "250 2.1.0 ok\r\n", 0);
-	step(r, "RCPT TO:<b@y>\r\n", "250 2.1.5 ok\r\n", 0);
-	step(r, "DATA\r\n", "354 go ahead\r\n", 0);
+	envelope_steps(r);
+	step(r, "DATA\r\n", GO_AHEAD, 0);
 	step(r, BODY_STUFFED, "250 2.0.0 queued as 3D\r\n", 0);
-	step(r, "QUIT\r\n", "221 2.0.0 bye\r\n", 0);
+	step(r, "QUIT\r\n", BYE, 0);
 	run(r);
-	assert_int_equal(r->wire_bad, 0);
-	assert_int_equal(r->batch_rc, 0);
-	assert_int_equal(r->msgs[0].done, 1);
-	assert_string_equal(r->msgs[0].reply, "250 2.0.0 queued as 3D");
+	assert_batch(r, 0);
+	assert_sent(r, 0, "250 2.0.0 queued as 3D");
 }
 
 /* 4. AUTH refused by a server that takes mail without AUTH too: no byte
  * of the message; at most QUIT (RSET first allowed) before closing. */
 static void test_auth_refused_bdat(void **state)
 {
-	struct run *r = new_run(CAP_PIPE | CAP_CHUNK);
+	struct run *r = run_to_b(CAP_PIPE | CAP_CHUNK);
 
 	(void)state;
-	one_msg(r, "b@y", NULL);
-	r->quit = 1;
-	step(r, fmt("%s%sRCPT TO:<b@y>\r\n", AUTH_LINE, mail_line(BODY)),
-	     "535 5.7.8 authentication failed\r\n250 2.1.0 ok\r\n250 2.1.5 ok\r\n", 0);
-	r->sc.tail = TAIL_ANSWER;
-	r->sc.allowed[0] = "";
-	r->sc.allowed[1] = "QUIT\r\n";
-	r->sc.allowed[2] = "RSET\r\nQUIT\r\n";
+	envelope_flight(r, "", AUTH_FAILED MAIL_OK RCPT_OK, 0);
+	tail_quit(r, 1);
 	run(r);
-	assert_int_equal(r->wire_bad, 0);
-	assert_int_equal(r->batch_rc, -1);
-	assert_int_equal(r->msgs[0].done, 0);
-	assert_int_equal(r->msgs[0].err.kind, PERR_AUTH);
+	assert_batch(r, -1);
+	assert_unsent(r, 0, PERR_AUTH);
 	assert_int_equal(r->batch_e.kind, PERR_AUTH);
 }
 
 /* 5. AUTH refused, then 354 to the pipelined DATA: postern closes without
- * a byte of the message (not even QUIT, which would be message text). */
-static void test_auth_refused_data(void **state)
+ * a byte of the message (not even QUIT, which would be message text).
+ * refusal: the server's 535 line. */
+static struct run *run_auth_refused_data(const char *refusal)
 {
-	struct run *r = new_run(CAP_PIPE);
+	struct run *r = run_to_b(CAP_PIPE);
 
-	(void)state;
-	one_msg(r, "b@y", NULL);
-	r->quit = 1;
-	step(r, fmt("%s%sRCPT TO:<b@y>\r\nDATA\r\n", AUTH_LINE, mail_line(BODY)),
-	     "535 5.7.8 authentication failed\r\n250 2.1.0 ok\r\n250 2.1.5 ok\r\n"
-	     "354 go ahead\r\n", 0);
+	envelope_flight(r, "DATA\r\n", fmt("%s" MAIL_OK RCPT_OK GO_AHEAD, refusal), 0);
 	r->sc.tail = TAIL_EOF;
 	run(r);
-	assert_int_equal(r->wire_bad, 0);
-	assert_int_equal(r->batch_rc, -1);
-	assert_int_equal(r->msgs[0].done, 0);
-	assert_int_equal(r->msgs[0].err.kind, PERR_AUTH);
+	return r;
+}
+
+static void test_auth_refused_data(void **state)
+{
+	struct run *r = run_auth_refused_data(AUTH_FAILED);
+
+	(void)state;
+	assert_batch(r, -1);
+	assert_unsent(r, 0, PERR_AUTH);
 	assert_int_equal(r->batch_e.kind, PERR_AUTH);
 }
 
@@ -967,22 +1021,15 @@ static void test_auth_refused_data(void **state)
  * server's reply; the session ends with QUIT (RSET first allowed). */
 static void test_rcpt_refused(void **state)
 {
-	struct run *r = new_run(CAP_PIPE | CAP_CHUNK);
+	struct run *r = run_to_b(CAP_PIPE | CAP_CHUNK);
 
 	(void)state;
-	one_msg(r, "b@y", NULL);
-	r->quit = 1;
-	step(r, fmt("%s%sRCPT TO:<b@y>\r\n", AUTH_LINE, mail_line(BODY)),
-	     "235 2.7.0 ok\r\n250 2.1.0 ok\r\n550 5.1.1 no such user here\r\n", 0);
-	r->sc.tail = TAIL_ANSWER;
-	r->sc.allowed[0] = "QUIT\r\n";
-	r->sc.allowed[1] = "RSET\r\nQUIT\r\n";
+	envelope_flight(r, "", AUTH_OK MAIL_OK "550 5.1.1 no such user here\r\n", 0);
+	tail_quit(r, 0);
 	run(r);
-	assert_int_equal(r->wire_bad, 0);
-	assert_int_equal(r->batch_rc, 0);
-	assert_int_equal(r->msgs[0].done, 0);
+	assert_batch(r, 0);
+	assert_unsent(r, 0, PERR_NOUSER);
 	assert_int_equal(r->msgs[0].settled, 1);
-	assert_int_equal(r->msgs[0].err.kind, PERR_NOUSER);
 	assert_int_equal(r->msgs[0].err.code, 550);
 	assert_contains(r->msgs[0].err.text, "<b@y>: 550 5.1.1 no such user here");
 }
@@ -996,15 +1043,13 @@ static void test_one_of_two_refused(void **state)
 	(void)state;
 	one_msg(r, "b@y", "c@y");
 	r->quit_after = 1;
-	step(r, fmt("%s%sRCPT TO:<b@y>\r\nRCPT TO:<c@y>\r\n", AUTH_LINE, mail_line(BODY)),
-	     "235 2.7.0 ok\r\n250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 unknown user\r\n", 0);
-	step(r, "RSET\r\n", "250 2.0.0 ok\r\n", 0);
-	step(r, "QUIT\r\n", "221 2.0.0 bye\r\n", 0);
+	envelope_flight(r, "RCPT TO:<c@y>\r\n",
+			AUTH_OK MAIL_OK RCPT_OK "550 5.1.1 unknown user\r\n", 0);
+	step(r, "RSET\r\n", RSET_OK, 0);
+	step(r, "QUIT\r\n", BYE, 0);
 	run(r);
-	assert_int_equal(r->wire_bad, 0);
-	assert_int_equal(r->batch_rc, 0);
-	assert_int_equal(r->msgs[0].done, 0);
-	assert_int_equal(r->msgs[0].err.kind, PERR_NOUSER);
+	assert_batch(r, 0);
+	assert_unsent(r, 0, PERR_NOUSER);
 	assert_contains(r->msgs[0].err.text, "<c@y>: 550 5.1.1 unknown user");
 	assert_lacks(r->msgs[0].err.text, "<b@y>");
 }
@@ -1013,19 +1058,14 @@ static void test_one_of_two_refused(void **state)
  * reply: temporary, naming the peer and the stage. */
 static void test_lost_mid_batch(void **state)
 {
-	struct run *r = new_run(CAP_PIPE);
+	struct run *r = run_to_b(CAP_PIPE);
 
 	(void)state;
-	one_msg(r, "b@y", NULL);
-	r->quit = 1;
-	step(r, fmt("%s%sRCPT TO:<b@y>\r\nDATA\r\n", AUTH_LINE, mail_line(BODY)),
-	     "235 2.7.0 ok\r\n250 2.1.0 ok\r\n", S_CLOSE);
+	envelope_flight(r, "DATA\r\n", AUTH_OK MAIL_OK, S_CLOSE);
 	r->sc.tail = TAIL_NONE;
 	run(r);
-	assert_int_equal(r->wire_bad, 0);
-	assert_int_equal(r->batch_rc, -1);
-	assert_int_equal(r->msgs[0].done, 0);
-	assert_int_equal(r->msgs[0].err.kind, PERR_TEMP);
+	assert_batch(r, -1);
+	assert_unsent(r, 0, PERR_TEMP);
 	assert_int_equal(r->batch_e.kind, PERR_TEMP);
 	assert_contains(r->msgs[0].err.text, "127.0.0.1:");
 	assert_contains(r->msgs[0].err.text, "RCPT TO");
@@ -1037,21 +1077,14 @@ static void test_lost_mid_batch(void **state)
  * client's flight unread: the 5xx decides, not the lost connection. */
 static void test_refused_then_closed(void **state)
 {
-	struct run *r = new_run(CAP_PIPE | CAP_CHUNK);
+	struct run *r = run_to_b(CAP_PIPE | CAP_CHUNK);
 
 	(void)state;
-	one_msg(r, "b@y", NULL);
-	r->quit = 1;
-	step(r, fmt("%s%s", AUTH_LINE, mail_line(BODY)),
-	     "235 2.7.0 ok\r\n554 5.7.1 go away\r\n", S_PREFIX | S_CLOSE);
+	step(r, fmt("%s%s", AUTH_LINE, mail_line(BODY)), AUTH_OK "554 5.7.1 go away\r\n",
+	     S_PREFIX | S_CLOSE);
 	r->sc.tail = TAIL_NONE;
 	run(r);
-	assert_int_equal(r->wire_bad, 0);
-	assert_int_equal(r->batch_rc, -1);
-	assert_int_equal(r->msgs[0].done, 0);
-	assert_int_equal(r->msgs[0].err.kind, PERR_UNAVAILABLE);
-	assert_int_equal(r->msgs[0].err.code, 554);
-	assert_contains(r->msgs[0].err.text, "554 5.7.1 go away");
+	assert_went_away(r);
 }
 
 /* 8c. 554 while postern is still writing a large body, and the
@@ -1073,16 +1106,11 @@ static void test_refused_while_writing(void **state)
 	r->quit = 1;
 	r->sc.small_rcvbuf = 1;
 	step(r, fmt("%sMAIL FROM:<a@x> SIZE=%u\r\nRCPT TO:<b@y>\r\nDATA\r\n", AUTH_LINE, BIG),
-	     "235 2.7.0 ok\r\n250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n", 0);
+	     AUTH_OK MAIL_OK RCPT_OK GO_AHEAD, 0);
 	step(r, head, "554 5.7.1 go away\r\n", S_PREFIX | S_CLOSE);
 	r->sc.tail = TAIL_NONE;
 	run(r);
-	assert_int_equal(r->wire_bad, 0);
-	assert_int_equal(r->batch_rc, -1);
-	assert_int_equal(r->msgs[0].done, 0);
-	assert_int_equal(r->msgs[0].err.kind, PERR_UNAVAILABLE);
-	assert_int_equal(r->msgs[0].err.code, 554);
-	assert_contains(r->msgs[0].err.text, "554 5.7.1 go away");
+	assert_went_away(r);
 }
 
 /* 9a. A flush of three small messages on one authenticated session: the
@@ -1109,21 +1137,18 @@ static void test_flush_pipelined(void **state)
 
 	(void)state;
 	three_msgs(r);
-	step(r, fmt("%s%sRCPT TO:<b@y>\r\n", AUTH_LINE, mail_line(B1)),
-	     "235 2.7.0 ok\r\n250 2.1.0 ok\r\n250 2.1.5 ok\r\n", 0);
+	step(r, fmt("%s%sRCPT TO:<b@y>\r\n", AUTH_LINE, mail_line(B1)), AUTH_OK MAIL_OK RCPT_OK,
+	     0);
 	step(r, fmt("%sRSET\r\n%sRCPT TO:<c@y>\r\n%sRSET\r\n%sRCPT TO:<d@y>\r\n%sQUIT\r\n",
 		    bdat_last(B1), mail_line(B2), bdat_last(B2), mail_line(B3), bdat_last(B3)),
-	     "250 2.0.0 queued as M1\r\n250 2.0.0 ok\r\n250 2.1.0 ok\r\n250 2.1.5 ok\r\n"
-	     "250 2.0.0 queued as M2\r\n250 2.0.0 ok\r\n250 2.1.0 ok\r\n250 2.1.5 ok\r\n"
-	     "250 2.0.0 queued as M3\r\n221 2.0.0 bye\r\n", 0);
+	     "250 2.0.0 queued as M1\r\n" RSET_OK MAIL_OK RCPT_OK
+	     "250 2.0.0 queued as M2\r\n" RSET_OK MAIL_OK RCPT_OK
+	     "250 2.0.0 queued as M3\r\n" BYE, 0);
 	run(r);
-	assert_int_equal(r->wire_bad, 0);
-	assert_int_equal(r->batch_rc, 0);
-	for (size_t i = 0; i < 3; i++)
-		assert_int_equal(r->msgs[i].done, 1);
-	assert_string_equal(r->msgs[0].reply, "250 2.0.0 queued as M1");
-	assert_string_equal(r->msgs[1].reply, "250 2.0.0 queued as M2");
-	assert_string_equal(r->msgs[2].reply, "250 2.0.0 queued as M3");
+	assert_batch(r, 0);
+	assert_sent(r, 0, "250 2.0.0 queued as M1");
+	assert_sent(r, 1, "250 2.0.0 queued as M2");
+	assert_sent(r, 2, "250 2.0.0 queued as M3");
 }
 
 /* 9b. After a RCPT refused in the session, later messages wait for their
@@ -1135,21 +1160,16 @@ static void test_flush_after_refusal(void **state)
 	(void)state;
 	three_msgs(r);
 	step(r, fmt("%s%sRCPT TO:<b@y>\r\n", AUTH_LINE, mail_line(B1)),
-	     "235 2.7.0 ok\r\n250 2.1.0 ok\r\n550 5.1.1 no such user\r\n", 0);
-	step(r, fmt("RSET\r\n%sRCPT TO:<c@y>\r\n", mail_line(B2)),
-	     "250 2.0.0 ok\r\n250 2.1.0 ok\r\n250 2.1.5 ok\r\n", 0);
+	     AUTH_OK MAIL_OK "550 5.1.1 no such user\r\n", 0);
+	step(r, fmt("RSET\r\n%sRCPT TO:<c@y>\r\n", mail_line(B2)), RSET_OK MAIL_OK RCPT_OK, 0);
 	step(r, fmt("%sRSET\r\n%sRCPT TO:<d@y>\r\n", bdat_last(B2), mail_line(B3)),
-	     "250 2.0.0 queued as M2\r\n250 2.0.0 ok\r\n250 2.1.0 ok\r\n250 2.1.5 ok\r\n", 0);
-	step(r, fmt("%sQUIT\r\n", bdat_last(B3)), "250 2.0.0 queued as M3\r\n221 2.0.0 bye\r\n",
-	     0);
+	     "250 2.0.0 queued as M2\r\n" RSET_OK MAIL_OK RCPT_OK, 0);
+	step(r, fmt("%sQUIT\r\n", bdat_last(B3)), "250 2.0.0 queued as M3\r\n" BYE, 0);
 	run(r);
-	assert_int_equal(r->wire_bad, 0);
-	assert_int_equal(r->batch_rc, 0);
-	assert_int_equal(r->msgs[0].done, 0);
-	assert_int_equal(r->msgs[0].err.kind, PERR_NOUSER);
+	assert_batch(r, 0);
+	assert_unsent(r, 0, PERR_NOUSER);
 	assert_int_equal(r->msgs[1].done, 1);
-	assert_int_equal(r->msgs[2].done, 1);
-	assert_string_equal(r->msgs[2].reply, "250 2.0.0 queued as M3");
+	assert_sent(r, 2, "250 2.0.0 queued as M3");
 }
 
 /* 10. A refusal that quotes the credentials back: the error text shows
@@ -1167,15 +1187,9 @@ static void assert_masked(const char *text)
 
 static void test_auth_echo_pipelined(void **state)
 {
-	struct run *r = new_run(CAP_PIPE);
+	struct run *r = run_auth_refused_data(ECHO_535);
 
 	(void)state;
-	one_msg(r, "b@y", NULL);
-	r->quit = 1;
-	step(r, fmt("%s%sRCPT TO:<b@y>\r\nDATA\r\n", AUTH_LINE, mail_line(BODY)),
-	     ECHO_535 "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n", 0);
-	r->sc.tail = TAIL_EOF;
-	run(r);
 	assert_int_equal(r->wire_bad, 0);
 	assert_int_equal(r->msgs[0].err.kind, PERR_AUTH);
 	assert_masked(r->msgs[0].err.text);
@@ -1189,7 +1203,7 @@ static void test_auth_echo_open(void **state)
 	(void)state;
 	one_msg(r, "b@y", NULL);
 	step(r, AUTH_LINE, ECHO_535, 0);
-	step(r, "QUIT\r\n", "221 2.0.0 bye\r\n", 0);
+	step(r, "QUIT\r\n", BYE, 0);
 	run(r);
 	assert_int_equal(r->wire_bad, 0);
 	assert_int_equal(r->open_rc, -1);

@@ -362,6 +362,20 @@ static int parse_long(struct state *st, int argc, char **argv, int *i, struct pe
 		return perr_set(e, PERR_USAGE, "option --%.*s takes no value", (int)n, arg);
 	if (IS("check"))
 		return set_mode(st, CLI_CHECK, "--check", e);
+	if (IS("system")) {
+		if (v)
+			return perr_set(e, PERR_USAGE, "option --system takes no value");
+		return set_mode(st, CLI_SYSTEM, "--system", e);
+	}
+	if (IS("listen")) {
+		if (!v && *i + 1 < argc)
+			v = argv[++*i];
+		if (!v || !*v || check_controls("--listen", v, e) < 0)
+			return v && *v ? -1 : perr_set(e, PERR_USAGE, "option --listen needs a "
+							 "socket path or 127.0.0.1:PORT");
+		st->c->listen = v;
+		return 0;
+	}
 	if (IS("due")) {
 		st->c->due_only = 1;
 		return 0;
@@ -409,6 +423,8 @@ static int final_checks(const struct cli *c, struct perr *e)
 		return perr_set(e, PERR_USAGE, "--due works only with -q: postern -q --due");
 	if (c->json && c->mode != CLI_PROBE)
 		return perr_set(e, PERR_USAGE, "--json works only with --probe");
+	if (c->listen && c->mode != CLI_SYSTEM)
+		return perr_set(e, PERR_USAGE, "--listen works only with --system");
 	if (c->mode == CLI_SEND && c->nrcpts == 0 && !c->extract)
 		return perr_set(e, PERR_USAGE, "no recipients; give them as arguments, or use "
 				"-t to take them from the message's To, Cc and Bcc");
@@ -498,6 +514,9 @@ const char *cli_usage(void)
 	"                       (--json: the report as JSON)\n"
 	"  --set-password[=ACCOUNT]\n"
 	"                       store the account's password in the keyring\n"
+	"  --system [--listen PATH|127.0.0.1:PORT]\n"
+	"                       the service that sends for users without a\n"
+	"                       configuration of their own (/etc/postern/system.smtprc)\n"
 	"  --help, --version    this text; the version\n"
 	"\n"
 	"Accepted and ignored: -o... (-odb, -odi, -oem, -oee, -om, ...), -L TAG, -h N,\n"

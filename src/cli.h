@@ -22,6 +22,7 @@ enum cli_mode {
 	CLI_SET_PASSWORD,  /* --set-password[=ACCOUNT] */
 	CLI_HELP,          /* --help */
 	CLI_VERSION,       /* --version */
+	CLI_SYSTEM,        /* --system [--listen WHERE] */
 };
 
 struct cli {
@@ -40,6 +41,7 @@ struct cli {
 	int queue_only;           /* -odq */
 	int due_only;             /* -q --due */
 	int json;                 /* --json (with --probe) */
+	const char *listen;       /* --listen (with --system): a path or 127.0.0.1:PORT */
 	char **rcpts;             /* recipient arguments (each may be a comma list) */
 	int nrcpts;
 };

@@ -1095,6 +1095,9 @@ static int check_owner_mode(const struct stat *st, const char *show, struct perr
 	return 0;
 }
 
+/* Set by config_load_system while it reads the service's file. */
+static int system_file;
+
 /* Read path whole.  1: it does not exist; 0: read; -1: error.  The
  * checks are made on the opened descriptor, never on the path again. */
 static int read_file(const char *path, const char *show, char **buf, size_t *len,
@@ -1123,6 +1126,10 @@ static int read_file(const char *path, const char *show, char **buf, size_t *len
 	*len = read_full(fd, *buf, (size_t)st.st_size);
 	close(fd);
 	*mode = st.st_mode;
+	/* System mode (SPEC 11): the service's own file may be readable by
+	 * its group (root:postern 0640), password included. */
+	if (system_file && st.st_gid == getegid() && !(st.st_mode & 007))
+		*mode &= ~(mode_t)S_IRGRP;
 	return 0;
 }
 
@@ -1165,6 +1172,16 @@ static int load_named(struct config *cfg, const char *path, const char *why, str
 int config_load_file(struct config *cfg, const char *path, struct perr *e)
 {
 	return load_named(cfg, path, "check the path", e);
+}
+
+int config_load_system(struct config *cfg, const char *path, struct perr *e)
+{
+	int r;
+
+	system_file = 1;
+	r = load_named(cfg, path, "the system configuration; see Server-wide use in the README", e);
+	system_file = 0;
+	return r;
 }
 
 int config_load_buffer(struct config *cfg, const char *name, const char *buf, size_t len,
@@ -1226,6 +1243,27 @@ int config_load(struct config *cfg, const char *explicit_path, struct perr *e)
 	}
 	return perr_set(e, PERR_CONFIG, "no configuration file found (looked for %s); "
 			"create ~/.smtprc with an account (see smtprc(5))", looked);
+}
+
+int config_have_own(const char *explicit_path)
+{
+	char paths[3][CFG_PATH_MAX];
+	const char *env = getenv("SMTPRC");
+	struct stat st;
+	int i, n;
+
+	if (explicit_path || (env && *env))
+		return 1;
+	n = candidates(paths);
+	for (i = 0; i < n; i++) {
+		if (stat(paths[i], &st) < 0 && (errno == ENOENT || errno == ENOTDIR))
+			continue;
+		/* /etc/smtprc that the caller cannot read is the admin's own. */
+		if (strcmp(paths[i], CFG_ETC_PATH) == 0 && access(paths[i], R_OK) < 0)
+			continue;
+		return 1;
+	}
+	return 0;
 }
 
 /* ---- choosing an account ------------------------------------------------ */

@@ -80,6 +80,18 @@ int config_load(struct config *cfg, const char *explicit_path, struct perr *e);
 /* Parse a configuration from a file path (no lookup). */
 int config_load_file(struct config *cfg, const char *path, struct perr *e);
 
+/* The system service's configuration (SPEC 11): as config_load_file,
+ * except that the file may also be readable by the service's group
+ * (root:postern 0640), a password in it included.  Only `postern
+ * --system` calls it; every other file keeps the owner-only rule. */
+int config_load_system(struct config *cfg, const char *path, struct perr *e);
+
+/* Whether the caller has a configuration of its own: -C or $SMTPRC
+ * given, or a file of the lookup order exists (/etc/smtprc only when the
+ * caller can read it).  Without one, a message goes to the system
+ * service (system.h). */
+int config_have_own(const char *explicit_path);
+
 /* Parse a configuration held in memory (buf[0..len), need not be
  * NUL-terminated); name is the file name used in messages and in
  * cfg->path.  No permission check (the bytes have no mode).  For the

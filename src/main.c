@@ -23,6 +23,7 @@
 #include "probe.h"
 #include "secret.h"
 #include "smtpstdio.h"
+#include "system.h"
 #include "tls.h"
 #include "util.h"
 
@@ -281,7 +282,13 @@ int main(int argc, char **argv)
 		return EX_OK;
 	case CLI_QUEUE_LIST:
 		return do_list();
+	case CLI_SYSTEM:
+		rc = system_serve(&c, notice, &e);
+		tls_cleanup();
+		return rc < 0 ? fail(&e) : EX_OK;
 	case CLI_QUEUE_RUN:
+		if (!config_have_own(c.config_file))   /* hand over the outbox */
+			return system_flush_outbox(notice, &e) < 0 ? fail(&e) : EX_OK;
 		rc = do_flush(&c);
 		tls_cleanup();
 		return rc;
@@ -298,6 +305,9 @@ int main(int argc, char **argv)
 	case CLI_SEND:
 		break;
 	}
+	/* No configuration of one's own: the system service sends (SPEC 11). */
+	if (!config_have_own(c.config_file))
+		return system_handoff(argc, argv, notice, &e) < 0 ? fail(&e) : EX_OK;
 	rc = do_send(&c);
 	tls_cleanup();
 	return rc;

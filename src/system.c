@@ -1,0 +1,880 @@
+/* system.c — system mode: the service behind /run/postern/submit and a
+ * loopback SMTP port, and the caller's side of the handoff (its outbox).
+ * See system.h for the protocol and why it is safe. */
+#include "autoconf.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "deliver.h"
+#include "log.h"
+#include "message.h"
+#include "smtpstdio.h"
+#include "system.h"
+#include "util.h"
+
+#define MAGIC "POSTERN-HANDOFF 1"
+/* The caller waits this long for the service's answer: delivery may wait
+ * 10 minutes for the reply to the end of data (SPEC 3, timeout). */
+#define ANSWER_TIMEOUT_S 900
+
+/* ---- shared: buffered line reading with a deadline ------------------------ */
+
+struct rbuf {
+	int fd;
+	int64_t deadline;
+	char buf[8192];
+	size_t pos, len;
+	int eof;
+};
+
+/* 1: more bytes; 0: end of input; -1: error or deadline (errno set). */
+static int rb_fill(struct rbuf *r)
+{
+	struct pollfd pf = { .fd = r->fd, .events = POLLIN };
+
+	if (r->pos > 0) {
+		memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+		r->len -= r->pos;
+		r->pos = 0;
+	}
+	for (;;) {
+		int64_t left = r->deadline - mono_ms();
+		int p = left > 0 ? poll(&pf, 1, (int)left) : 0;
+		if (p < 0 && errno == EINTR)
+			continue;
+		if (p <= 0) {
+			errno = p == 0 ? ETIMEDOUT : errno;
+			return -1;
+		}
+		ssize_t n = read(r->fd, r->buf + r->len, sizeof r->buf - r->len);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			r->eof = 1;
+			return 0;
+		}
+		r->len += (size_t)n;
+		return 1;
+	}
+}
+
+/* One line without its LF into out.  1: a line; 0: end of input; -1:
+ * error, deadline, or a line longer than the buffer (errno EMSGSIZE). */
+static int rb_line(struct rbuf *r, char *out, size_t cap)
+{
+	for (;;) {
+		char *lf = memchr(r->buf + r->pos, '\n', r->len - r->pos);
+		if (lf) {
+			size_t n = (size_t)(lf - (r->buf + r->pos));
+			if (n >= cap) {
+				errno = EMSGSIZE;
+				return -1;
+			}
+			memcpy(out, r->buf + r->pos, n);
+			out[n] = '\0';
+			r->pos += n + 1;
+			return 1;
+		}
+		if (r->eof)   /* a last line without LF is no line */
+			return r->len == r->pos ? 0 : (errno = EPROTO, -1);
+		if (r->len - r->pos >= sizeof r->buf - 1)
+			return errno = EMSGSIZE, -1;
+		if (rb_fill(r) < 0)
+			return -1;
+	}
+}
+
+static int write_all_fd(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+
+	while (n > 0) {
+		ssize_t w = write(fd, c, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static const char *socket_path(void)
+{
+	const char *p = getenv("POSTERN_SOCKET");
+
+	return p && p[0] == '/' ? p : SYSTEM_SOCKET_PATH;
+}
+
+/* ---- the service: one handoff --------------------------------------------- */
+
+static int peer_fd = -1;   /* the connection of this child, for notices */
+
+static void peer_line(char tag, int kind, const char *text)
+{
+	char clean[PERR_TEXT_MAX + 64], line[PERR_TEXT_MAX + 96];
+	int n;
+
+	log_sanitize(clean, sizeof clean, text, strlen(text));
+	n = kind < 0 ? snprintf(line, sizeof line, "%c %s\n", tag, clean)
+		     : snprintf(line, sizeof line, "%c %d %s\n", tag, kind, clean);
+	if (n > 0 && peer_fd >= 0)
+		write_all_fd(peer_fd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+static void peer_notice(const char *line)
+{
+	peer_line('N', -1, line);
+}
+
+/* Undo the %XX escapes in place; -1 when malformed. */
+static int unescape(char *s)
+{
+	char *w = s;
+
+	for (; *s; s++) {
+		if ((unsigned char)*s < 0x21 || *s == 0x7f)
+			return -1;
+		if (*s != '%') {
+			*w++ = *s;
+			continue;
+		}
+		unsigned v;
+		if (sscanf(s + 1, "%2x", &v) != 1 || !s[1] || !s[2] || v == 0)
+			return -1;
+		*w++ = (char)v;
+		s += 2;
+	}
+	*w = '\0';
+	return 0;
+}
+
+/* The arguments of a handoff into argv (argv[0] = "sendmail"). */
+static int read_args(struct rbuf *r, char ***argvp, int *argcp, struct perr *e)
+{
+	char line[SYSTEM_LINE_MAX];
+	char **argv = xcalloc(SYSTEM_ARGS_MAX + 2, sizeof *argv);
+	int argc = 1;
+
+	*argvp = argv;
+	argv[0] = xstrdup("sendmail");
+	if (rb_line(r, line, sizeof line) != 1 || strcmp(line, MAGIC) != 0)
+		return perr_set(e, PERR_PROTOCOL, "not a postern handoff (first line is not %s)",
+				MAGIC);
+	for (;;) {
+		if (rb_line(r, line, sizeof line) != 1)
+			return perr_set(e, PERR_PROTOCOL, "handoff: the argument list ended early "
+					"or has a line over %d bytes", SYSTEM_LINE_MAX);
+		if (!line[0])
+			break;
+		if (strncmp(line, "A ", 2) != 0 || unescape(line + 2) < 0)
+			return perr_set(e, PERR_PROTOCOL, "handoff: malformed argument line");
+		if (argc >= SYSTEM_ARGS_MAX)
+			return perr_set(e, PERR_USAGE, "more than %d arguments", SYSTEM_ARGS_MAX);
+		argv[argc++] = xstrdup(line + 2);
+		*argcp = argc;
+	}
+	*argcp = argc;
+	return 0;
+}
+
+/* Received: naming the local user, then the message until the caller's
+ * end of writing, into an unlinked temporary file at offset 0. */
+static int spool_message(struct rbuf *r, uid_t uid, const char *name, struct perr *e)
+{
+	char path[4096], host[256], date[64], hdr[1024];
+	const char *dir = getenv("TMPDIR");
+	time_t now = time(NULL);
+	struct tm tm;
+	long long total = 0;
+	int fd, n;
+
+	if (!dir || dir[0] != '/')
+		dir = "/tmp";
+	snprintf(path, sizeof path, "%s/postern-handoff-XXXXXX", dir);
+	fd = mkstemp(path);
+	if (fd < 0)
+		return perr_set(e, PERR_TEMP, "the service cannot create a temporary file in %s: "
+				"%s", dir, strerror(errno));
+	unlink(path);
+	if (gethostname(host, sizeof host - 1) < 0 || !str_is_printable(host, 0))
+		str_copy(host, "localhost", sizeof host);
+	host[sizeof host - 1] = '\0';
+	localtime_r(&now, &tm);
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	n = snprintf(hdr, sizeof hdr, "Received: from local user %s (uid %u)\r\n\tby %s "
+		     "with postern; %s\r\n", name, (unsigned)uid, host, date);
+	if (write_all_fd(fd, hdr, (size_t)n) < 0)
+		goto io;
+	for (;;) {
+		size_t have = r->len - r->pos;
+		total += (long long)have;
+		if (total > SYSTEM_MESSAGE_MAX) {
+			close(fd);
+			return perr_set(e, PERR_DATA, "the message is larger than %ld MB; the "
+					"service refuses it", SYSTEM_MESSAGE_MAX / (1024 * 1024));
+		}
+		if (have && write_all_fd(fd, r->buf + r->pos, have) < 0)
+			goto io;
+		r->pos = r->len;
+		int f = rb_fill(r);
+		if (f == 0)
+			break;
+		if (f < 0) {
+			close(fd);
+			return perr_set(e, PERR_IO, "the caller's message did not arrive: %s",
+					strerror(errno));
+		}
+	}
+	if (lseek(fd, 0, SEEK_SET) == 0)
+		return fd;
+io:
+	n = errno;
+	close(fd);
+	return perr_set(e, PERR_TEMP, "the service cannot keep the message in %s: %s", dir,
+			strerror(n));
+}
+
+/* -f is kept only when the account's `from` (an address or a glob) allows
+ * it; a local name (cronie's -f USER) and the null sender are kept as
+ * they are, since delivery puts the account's address in place of the
+ * first.  Anything else is dropped: the account's sender is used. */
+static const char *allowed_sender(const struct config *cfg, const char *account,
+				  const char *from)
+{
+	const struct account *a;
+	struct perr e = { 0 };
+
+	if (!from || !from[0] || !strchr(from, '@'))
+		return from;
+	a = config_choose(cfg, account, from, &e);
+	if (a && a->from && fnmatch(a->from, from, FNM_CASEFOLD) == 0)
+		return from;
+	return NULL;
+}
+
+static int deliver_policed(const struct config *cfg, const struct deliver_req *req,
+			   struct message *m, struct deliver_result *res, struct perr *e)
+{
+	struct deliver_req r = *req;
+
+	r.account = NULL;   /* the account the configuration chooses */
+	r.from = allowed_sender(cfg, NULL, req->from);
+	return deliver_message(cfg, &r, m, res, e);
+}
+
+static void service_log(uid_t uid, const char *name, const char *what, const char *text)
+{
+	char clean[PERR_TEXT_MAX];
+
+	log_sanitize(clean, sizeof clean, text, strlen(text));
+	fprintf(stderr, "postern: system: uid %u (%s): %s%s%s\n", (unsigned)uid, name, what,
+		clean[0] ? ": " : "", clean);
+}
+
+static void serve_handoff(const struct config *cfg, int fd)
+{
+	static struct rbuf r;   /* 8 KB: not on the stack */
+	struct ucred cred;
+	socklen_t cl = sizeof cred;
+	struct passwd *pw;
+	char name[64], **argv = NULL;
+	int argc = 1, mfd = -1, rc = -1;
+	struct cli c;
+	struct perr e = { 0 };
+	struct message m = { .body_fd = -1 };
+	struct deliver_result res = { 0 };
+
+	memset(&r, 0, sizeof r);
+	r.fd = fd;
+	r.deadline = mono_ms() + SYSTEM_TIMEOUT_S * 1000LL;
+	peer_fd = fd;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+		perr_set(&e, PERR_OS, "cannot learn the caller's uid: %s", strerror(errno));
+		peer_line('R', (int)e.kind, e.text);
+		return;
+	}
+	pw = getpwuid(cred.uid);
+	if (pw && str_is_printable(pw->pw_name, 0) && !strpbrk(pw->pw_name, " ()"))
+		str_copy(name, pw->pw_name, sizeof name);
+	else
+		snprintf(name, sizeof name, "uid%u", (unsigned)cred.uid);
+	if (read_args(&r, &argv, &argc, &e) == 0 && cli_parse(&c, argc, argv, &e) == 0) {
+		if (c.mode != CLI_SEND) {
+			perr_set(&e, PERR_USAGE, "the postern service only takes messages to send; "
+				 "run that command with a configuration of your own");
+		} else if ((mfd = spool_message(&r, cred.uid, name, &e)) >= 0 &&
+			   message_read(&m, mfd, c.extract, &e) == 0) {
+			struct deliver_req req = {
+				.from = c.from ? c.from : c.extract ? NULL : name,
+				.fullname = c.fullname,
+				.extract = c.extract,
+				.rcpts = c.rcpts,
+				.nrcpts = (size_t)c.nrcpts,
+				.dsn_notify = c.dsn_notify,
+				.dsn_return = c.dsn_return,
+				.dsn_envid = c.dsn_envid,
+				.body_type = c.body_type,
+				.queue_only = c.queue_only,
+				.notice = peer_notice,
+			};
+			if (c.from && c.from[0] && !allowed_sender(cfg, NULL, c.from))
+				peer_notice("the envelope sender given with -f is not one the "
+					    "system account allows; the account's address is used");
+			rc = deliver_policed(cfg, &req, &m, &res, &e);
+		}
+	}
+	if (mfd >= 0)
+		close(mfd);
+	message_free(&m);
+	for (int i = 0; argv && i < argc; i++)
+		free(argv[i]);
+	free(argv);
+	if (rc < 0) {
+		service_log(cred.uid, name, "failed", e.text);
+		peer_line('R', (int)(e.kind == PERR_NONE ? PERR_SOFTWARE : e.kind), e.text);
+	} else if (res.outcome == DELIVER_QUEUED) {
+		char line[PERR_TEXT_MAX + 64];
+		snprintf(line, sizeof line, "queued %s: %s", res.queue_id, res.reason);
+		service_log(cred.uid, name, "queued", line);
+		peer_line('R', 0, line);
+	} else {
+		service_log(cred.uid, name, "delivered", "");
+		peer_line('R', 0, "delivered");
+	}
+}
+
+/* ---- the service: connections ---------------------------------------------- */
+
+static int is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+		return (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+		if (IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr))
+			return 1;
+		return IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) && s6->sin6_addr.s6_addr[12] == 127;
+	}
+	return 0;
+}
+
+static void serve_smtp(const struct config *cfg, int fd, void (*notice)(const char *))
+{
+	struct sockaddr_storage peer;
+	socklen_t pl = sizeof peer;
+	struct perr e = { 0 };
+	struct smtpstdio_opts o = {
+		.in_fd = fd,
+		.out_fd = fd,
+		.timeout_s = SYSTEM_TIMEOUT_S,
+		.base = { .notice = notice },
+		.deliver = deliver_policed,
+	};
+	static const char refuse[] = "554 5.7.1 postern serves loopback clients only\r\n";
+
+	if (getpeername(fd, (struct sockaddr *)&peer, &pl) < 0 || !is_loopback(&peer)) {
+		if (write_all_fd(fd, refuse, sizeof refuse - 1) < 0)
+			e.kind = PERR_IO;
+		fprintf(stderr, "postern: system: refused a connection from a non-loopback peer\n");
+		return;
+	}
+	if (smtpstdio_run(cfg, &o, &e) < 0)
+		fprintf(stderr, "postern: system: SMTP session: %s\n", e.text);
+}
+
+/* One connection, whatever kind of socket it came on. */
+static void serve_conn(const struct config *cfg, int fd, void (*notice)(const char *))
+{
+	struct sockaddr_storage me;
+	socklen_t ml = sizeof me;
+
+	if (getsockname(fd, (struct sockaddr *)&me, &ml) == 0 && me.ss_family == AF_UNIX)
+		serve_handoff(cfg, fd);
+	else
+		serve_smtp(cfg, fd, notice);
+}
+
+static volatile sig_atomic_t children;
+
+static void on_sigchld(int sig)
+{
+	int saved = errno;
+
+	(void)sig;
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		children--;
+	errno = saved;
+}
+
+static int listen_on(const char *where, struct perr *e)
+{
+	int fd;
+
+	if (where[0] == '/') {
+		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+		struct stat st;
+
+		if (strlen(where) >= sizeof sun.sun_path)
+			return perr_set(e, PERR_USAGE, "--listen %s: the path is too long", where);
+		str_copy(sun.sun_path, where, sizeof sun.sun_path);
+		if (lstat(where, &st) == 0 && S_ISSOCK(st.st_mode))
+			unlink(where);   /* a previous service's */
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0 ||
+		    chmod(where, 0666) < 0 || listen(fd, 128) < 0)
+			goto fail;
+		return fd;
+	}
+	const char *colon = strrchr(where, ':');
+	char host[64];
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	char *end;
+	long port = colon ? strtol(colon + 1, &end, 10) : -1;
+
+	if (!colon || (size_t)(colon - where) >= sizeof host || *end || port <= 0 || port > 65535)
+		return perr_set(e, PERR_USAGE, "--listen %s: give a socket path or "
+				"127.0.0.1:PORT", where);
+	memcpy(host, where, (size_t)(colon - where));
+	host[colon - where] = '\0';
+	if (inet_pton(AF_INET, host, &sin.sin_addr) != 1 ||
+	    (ntohl(sin.sin_addr.s_addr) >> 24) != 127)
+		return perr_set(e, PERR_USAGE, "--listen %s: the SMTP listener serves loopback "
+				"only; give 127.0.0.1:PORT", where);
+	sin.sin_port = htons((unsigned short)port);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+	    bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0 || listen(fd, 128) < 0)
+		goto fail;
+	return fd;
+fail:
+	perr_set(e, PERR_OS, "--listen %s: %s", where, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+static int listen_loop(const struct config *cfg, int lfd, void (*notice)(const char *))
+{
+	struct sigaction sa = { .sa_handler = on_sigchld, .sa_flags = SA_NOCLDSTOP };
+	sigset_t chld, old;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGCHLD, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	for (;;) {
+		sigprocmask(SIG_BLOCK, &chld, &old);
+		while (children >= SYSTEM_CHILDREN_MAX)
+			sigsuspend(&old);
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (cfd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE ||
+			    errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				continue;
+			fprintf(stderr, "postern: system: accept: %s\n", strerror(errno));
+			return -1;
+		}
+		sigprocmask(SIG_BLOCK, &chld, &old);
+		pid_t pid = fork();
+		if (pid == 0) {
+			sigprocmask(SIG_SETMASK, &old, NULL);
+			signal(SIGCHLD, SIG_DFL);
+			close(lfd);
+			serve_conn(cfg, cfd, notice);
+			close(cfd);
+			_exit(0);
+		}
+		if (pid > 0)
+			children++;
+		else
+			fprintf(stderr, "postern: system: fork: %s\n", strerror(errno));
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		close(cfd);
+	}
+}
+
+int system_serve(const struct cli *c, void (*notice)(const char *line), struct perr *e)
+{
+	struct config cfg = { 0 };
+	const char *qdir = getenv("POSTERN_QUEUE_DIR"), *state = getenv("STATE_DIRECTORY");
+	char buf[4096];
+	int rc = 0;
+
+	/* The service's own queue: never the personal spool of its user
+	 * (or root's /var/spool/postern). */
+	if (!qdir || !qdir[0]) {
+		if (state && state[0] == '/' && !strchr(state, ':'))
+			snprintf(buf, sizeof buf, "%s/queue", state);
+		else
+			str_copy(buf, SYSTEM_QUEUE_DIR, sizeof buf);
+		setenv("POSTERN_QUEUE_DIR", buf, 1);
+	}
+	int lfd = c->listen ? listen_on(c->listen, e) : -1;
+
+	if (c->listen && lfd < 0)
+		return -1;
+	if (config_load_system(&cfg, c->config_file ? c->config_file : SYSTEM_CONFIG_PATH,
+			       e) < 0) {
+		if (lfd >= 0)
+			close(lfd);
+		if (!c->listen) {   /* tell the one peer why */
+			struct sockaddr_storage me;
+			socklen_t ml = sizeof me;
+			peer_fd = STDOUT_FILENO;
+			if (getsockname(STDIN_FILENO, (struct sockaddr *)&me, &ml) == 0 &&
+			    me.ss_family == AF_UNIX)
+				peer_line('R', (int)e->kind, e->text);
+		}
+		return -1;
+	}
+	if (c->listen) {
+		rc = listen_loop(&cfg, lfd, notice);
+		close(lfd);
+		if (rc < 0)
+			perr_set(e, PERR_OS, "the service stopped accepting connections");
+	} else {
+		struct stat st;
+		if (fstat(STDIN_FILENO, &st) < 0 || !S_ISSOCK(st.st_mode))
+			rc = perr_set(e, PERR_USAGE, "postern --system serves a socket: run it from "
+				      "postern.socket (Accept=yes) or with --listen PATH");
+		else
+			serve_conn(&cfg, STDIN_FILENO, notice);
+	}
+	config_free(&cfg);
+	return rc;
+}
+
+/* ---- the caller's side ------------------------------------------------------ */
+
+static int outbox_dir(char *buf, size_t cap)
+{
+	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+	struct passwd *pw;
+
+	if (xdg && xdg[0] == '/')
+		return (size_t)snprintf(buf, cap, "%s/postern/outbox", xdg) < cap ? 0 : -1;
+	if (!home || home[0] != '/') {
+		pw = getpwuid(getuid());
+		home = pw ? pw->pw_dir : NULL;
+	}
+	if (!home || home[0] != '/')
+		return -1;
+	return (size_t)snprintf(buf, cap, "%s/.local/state/postern/outbox", home) < cap ? 0 : -1;
+}
+
+/* mkdir -p, 0700 for what is created; the outbox itself must be ours. */
+static int make_outbox(const char *path)
+{
+	char b[4096];
+	struct stat st;
+
+	str_copy(b, path, sizeof b);
+	for (char *p = b + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(b, 0700) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(b, 0700) < 0 && errno != EEXIST)
+		return -1;
+	if (lstat(b, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid())
+		return -1;
+	return chmod(b, 0700);
+}
+
+/* The request: header, arguments, blank line, standard input. */
+static int write_request(int fd, int argc, char **argv)
+{
+	char esc[SYSTEM_LINE_MAX], in[65536];
+	ssize_t n;
+
+	if (write_all_fd(fd, MAGIC "\n", sizeof MAGIC) < 0)
+		return -1;
+	for (int i = 1; i < argc && i < SYSTEM_ARGS_MAX; i++) {
+		size_t w = str_copy(esc, "A ", sizeof esc);
+		for (const unsigned char *s = (const unsigned char *)argv[i]; *s; s++) {
+			if (w + 5 >= sizeof esc)
+				return errno = E2BIG, -1;
+			if (*s < 0x21 || *s == '%' || *s == 0x7f)
+				w += (size_t)snprintf(esc + w, sizeof esc - w, "%%%02X", *s);
+			else
+				esc[w++] = (char)*s;
+		}
+		esc[w++] = '\n';
+		if (write_all_fd(fd, esc, w) < 0)
+			return -1;
+	}
+	if (write_all_fd(fd, "\n", 1) < 0)
+		return -1;
+	while ((n = read(STDIN_FILENO, in, sizeof in)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || write_all_fd(fd, in, (size_t)n) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int connect_service(void)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	const char *path = socket_path();
+	int fd;
+
+	if (strlen(path) >= sizeof sun.sun_path)
+		return errno = ENAMETOOLONG, -1;
+	str_copy(sun.sun_path, path, sizeof sun.sun_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
+		int err = errno;
+		close(fd);
+		errno = err;
+		return -1;
+	}
+	return fd;
+}
+
+/* Hand one request file over.  1: the service could not be reached (or
+ * went away before answering: the file stays); 0: answered, e holds the
+ * answer (kind PERR_NONE: delivered or queued, text says which). */
+static int hand_over(int rfd, void (*notice)(const char *), struct perr *e)
+{
+	static struct rbuf r;
+	char line[PERR_TEXT_MAX + 96], buf[65536];
+	int sfd = connect_service();
+	ssize_t n;
+
+	if (sfd < 0)
+		return perr_set(e, PERR_TEMP, "%s", strerror(errno)), 1;
+	signal(SIGPIPE, SIG_IGN);
+	if (lseek(rfd, 0, SEEK_SET) < 0)
+		goto gone;
+	while ((n = read(rfd, buf, sizeof buf)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || write_all_fd(sfd, buf, (size_t)n) < 0)
+			break;   /* the service may have answered already: read it */
+	}
+	shutdown(sfd, SHUT_WR);
+	memset(&r, 0, sizeof r);
+	r.fd = sfd;
+	r.deadline = mono_ms() + ANSWER_TIMEOUT_S * 1000LL;
+	while (rb_line(&r, line, sizeof line) == 1) {
+		char clean[sizeof line];
+		log_sanitize(clean, sizeof clean, line, strlen(line));
+		if (clean[0] == 'N' && clean[1] == ' ') {
+			if (notice)
+				notice(clean + 2);
+			continue;
+		}
+		int kind, off = 0;
+		if (clean[0] != 'R' || sscanf(clean + 1, " %d %n", &kind, &off) != 1 || !off ||
+		    kind < PERR_NONE || kind > PERR_CONFIG)
+			break;
+		close(sfd);
+		perr_set(e, (enum perr_kind)kind, "%s", clean + 1 + off);
+		return 0;
+	}
+gone:
+	perr_set(e, PERR_TEMP, "the service closed the connection without an answer");
+	close(sfd);
+	return 1;
+}
+
+static void unreachable_hint(char *buf, size_t cap, const char *why)
+{
+	snprintf(buf, cap, "the postern service is not reachable at %s (%.200s); start it with "
+		 "systemctl enable --now postern.socket, or postern --system --listen %s",
+		 socket_path(), why, socket_path());
+}
+
+/* Hand over older kept messages after a successful contact. */
+static int flush_dir(const char *dir, const char *skip, void (*notice)(const char *),
+		     int *left, struct perr *last)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char path[4096], line[PERR_TEXT_MAX + 4200];
+	int handed = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		struct perr e = { 0 };
+		if (de->d_name[0] == '.' || strncmp(de->d_name, "tmp.", 4) == 0 ||
+		    strcmp(de->d_name, "failed") == 0 || (skip && strcmp(de->d_name, skip) == 0))
+			continue;
+		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0)
+			continue;
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			close(fd);
+			continue;   /* another run is handing it over */
+		}
+		struct stat st;
+		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink == 0) {
+			close(fd);
+			continue;   /* already handed over by that other run */
+		}
+		if (hand_over(fd, notice, &e) == 1) {
+			(*left)++;
+			*last = e;
+		} else if (e.kind == PERR_NONE || e.kind != PERR_TEMP) {
+			if (e.kind == PERR_NONE) {
+				unlink(path);
+				handed++;
+			} else {
+				char failed[4096];
+				snprintf(failed, sizeof failed, "%s/failed", dir);
+				mkdir(failed, 0700);
+				snprintf(failed, sizeof failed, "%s/failed/%s", dir, de->d_name);
+				rename(path, failed);
+			}
+			snprintf(line, sizeof line, "kept message %s handed over: %s%s", de->d_name,
+				 e.text, e.kind == PERR_NONE ? "" : " (moved to the outbox's failed/)");
+			if (notice)
+				notice(line);
+		} else {
+			(*left)++;
+		}
+		close(fd);
+	}
+	closedir(d);
+	return handed;
+}
+
+int system_flush_outbox(void (*notice)(const char *line), struct perr *e)
+{
+	char dir[4096], hint[PERR_TEXT_MAX];
+	int left = 0;
+	struct perr last = { 0 };
+
+	if (outbox_dir(dir, sizeof dir) < 0)
+		return 0;
+	flush_dir(dir, NULL, notice, &left, &last);
+	if (left) {
+		unreachable_hint(hint, sizeof hint, last.text);
+		return perr_set(e, PERR_TEMP, "%d kept message(s) still in %s: %s", left, dir, hint);
+	}
+	return 0;
+}
+
+/* Keep the request in the outbox: a complete file named ID, locked.
+ * Returns its descriptor; -1 when there is no usable outbox (then an
+ * unlinked temporary file is used and nothing outlives the run). */
+static int keep_request(int argc, char **argv, char *dir, size_t dcap, char *id, size_t icap,
+			struct perr *e)
+{
+	char tmp[4200], final[4200];
+	int fd = -1;
+
+	if (outbox_dir(dir, dcap) == 0 && make_outbox(dir) == 0) {
+		snprintf(tmp, sizeof tmp, "%s/tmp.XXXXXX", dir);
+		fd = mkstemp(tmp);
+	}
+	if (fd < 0) {
+		const char *t = getenv("TMPDIR");
+		dir[0] = '\0';
+		snprintf(tmp, sizeof tmp, "%s/postern-out-XXXXXX", t && t[0] == '/' ? t : "/tmp");
+		fd = mkstemp(tmp);
+		if (fd < 0)
+			return perr_set(e, PERR_TEMP, "cannot keep the message (%s: %s)", tmp,
+					strerror(errno));
+		unlink(tmp);
+	}
+	flock(fd, LOCK_EX);
+	if (write_request(fd, argc, argv) < 0 || (dir[0] && fsync(fd) < 0)) {
+		int err = errno;
+		if (dir[0])
+			unlink(tmp);
+		close(fd);
+		return perr_set(e, err == E2BIG ? PERR_USAGE : PERR_IO, "cannot keep the message: "
+				"%s", strerror(err));
+	}
+	if (dir[0]) {
+		snprintf(id, icap, "%lld.%ld", (long long)time(NULL), (long)getpid());
+		snprintf(final, sizeof final, "%s/%s", dir, id);
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (rename(tmp, final) < 0 || dfd < 0 || fsync(dfd) < 0) {
+			int err = errno;
+			unlink(tmp);
+			if (dfd >= 0)
+				close(dfd);
+			close(fd);
+			return perr_set(e, PERR_IO, "cannot keep the message in %s: %s", dir,
+					strerror(err));
+		}
+		close(dfd);
+	}
+	return fd;
+}
+
+int system_handoff(int argc, char **argv, void (*notice)(const char *line), struct perr *e)
+{
+	char dir[4096], id[64] = "", path[4200], hint[PERR_TEXT_MAX], line[PERR_TEXT_MAX + 4300];
+	int fd = keep_request(argc, argv, dir, sizeof dir, id, sizeof id, e);
+	int r, left = 0;
+	struct perr last = { 0 };
+
+	if (fd < 0)
+		return -1;
+	r = hand_over(fd, notice, e);
+	if (r == 1) {
+		close(fd);
+		unreachable_hint(hint, sizeof hint, e->text);
+		if (!dir[0])
+			return perr_set(e, PERR_TEMP, "%s; nothing was kept", hint);
+		snprintf(line, sizeof line, "kept %s in %s: %s; the next postern run or "
+			 "postern -q hands it over", id, dir, hint);
+		perr_clear(e);
+		if (notice)
+			notice(line);
+		return 0;
+	}
+	if (dir[0]) {
+		snprintf(path, sizeof path, "%s/%s", dir, id);
+		unlink(path);
+	}
+	close(fd);
+	if (e->kind != PERR_NONE)
+		return -1;
+	if (strncmp(e->text, "queued ", 7) == 0 && notice)
+		notice(e->text);
+	perr_clear(e);
+	if (dir[0])
+		flush_dir(dir, id, notice, &left, &last);
+	return 0;
+}

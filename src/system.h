@@ -1,0 +1,69 @@
+/* system.h — system mode (SPEC section 11): one account for every local
+ * user, its secret readable by the service alone, no set-id bit.
+ *
+ * The service (`postern --system`) runs as its own user with the system
+ * configuration (/etc/postern/system.smtprc, or -C) and its own queue.  It
+ * serves connections on
+ *   - a UNIX socket (/run/postern/submit, or $POSTERN_SOCKET): the
+ *     handoff protocol below, the caller's uid taken from SO_PEERCRED;
+ *   - a loopback TCP socket: SMTP, as `postern -bs` speaks it, to
+ *     loopback peers only, through the configured account only.
+ * Either from systemd (Accept=yes: the connection on fds 0/1) or with
+ * `--listen PATH|ADDR:PORT`: one child per connection, at most
+ * SYSTEM_CHILDREN_MAX at once.
+ *
+ * The handoff protocol (caller -> service, on the UNIX socket):
+ *   "POSTERN-HANDOFF 1\n"
+ *   "A <arg>\n"   one per command-line argument after argv[0], each byte
+ *                 below 0x21, '%' and DEL written as %XX
+ *   "\n"
+ *   the message bytes, up to the end of the caller's writing
+ *   (shutdown(SHUT_WR)); at most SYSTEM_MESSAGE_MAX bytes.
+ * Service -> caller: "N <text>\n" for each notice, then one
+ * "R <kind> <text>\n": kind is the enum perr_kind (0: delivered or
+ * queued).  The service parses the arguments with cli_parse (every check
+ * of the command line again; only sending is allowed; -C, -a and -v are
+ * ignored), prepends a Received header naming the caller, restricts -f to
+ * what the account's `from` allows and delivers with deliver_message.
+ *
+ * The caller (a postern with no configuration of its own) writes the same
+ * bytes first to its outbox, $XDG_STATE_HOME/postern/outbox (owner-only),
+ * then hands them over; the file is removed once the service answered.
+ * When the service cannot be reached the message stays there, the caller
+ * exits 0 with a line saying so, and later runs hand it over. */
+#ifndef POSTERN_SYSTEM_H
+#define POSTERN_SYSTEM_H
+
+#include "cli.h"
+#include "errors.h"
+
+#define SYSTEM_CONFIG_PATH "/etc/postern/system.smtprc"
+#define SYSTEM_SOCKET_PATH "/run/postern/submit"
+#define SYSTEM_QUEUE_DIR "/var/spool/postern/system"
+/* Connections served at once with --listen; more wait in the backlog. */
+#define SYSTEM_CHILDREN_MAX 32
+/* A larger message is refused (65): providers take 25-50 MB. */
+#define SYSTEM_MESSAGE_MAX (100L * 1024 * 1024)
+/* Arguments in one handoff, and bytes in one argument line. */
+#define SYSTEM_ARGS_MAX 2100
+#define SYSTEM_LINE_MAX 4096
+/* Every wait for the peer has this deadline (RFC 5321's 5 minutes). */
+#define SYSTEM_TIMEOUT_S 300
+
+/* `postern --system [--listen WHERE]`: serve until killed (with --listen)
+ * or for the one connection on fds 0/1.  0, or -1 with e filled. */
+int system_serve(const struct cli *c, void (*notice)(const char *line), struct perr *e);
+
+/* The caller side of a send without a configuration of its own: keep the
+ * message in the outbox, hand it over, then any older kept messages.
+ * argv: the command line (argv[0] excluded from what is sent).  0 when
+ * the message was delivered, queued by the service, or kept (a notice
+ * says so); -1 with e filled with the service's answer or the local
+ * failure. */
+int system_handoff(int argc, char **argv, void (*notice)(const char *line), struct perr *e);
+
+/* `postern -q` without a configuration: hand over what the outbox keeps.
+ * 0, or -1 with e filled (the service unreachable: PERR_TEMP). */
+int system_flush_outbox(void (*notice)(const char *line), struct perr *e);
+
+#endif

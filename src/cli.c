@@ -351,6 +351,11 @@ static int parse_long(struct state *st, int argc, char **argv, int *i, struct pe
 		return set_mode(st, IS("probe") ? CLI_PROBE : CLI_SET_PASSWORD,
 				IS("probe") ? "--probe" : "--set-password", e);
 	}
+	if (IS("authorize")) {
+		if (v && set_account(st, "--authorize", v, e) < 0)
+			return -1;
+		return set_mode(st, CLI_AUTHORIZE, "--authorize", e);
+	}
 	if (IS("account")) {
 		if (!v && *i + 1 < argc)
 			v = argv[++*i];
@@ -514,6 +519,9 @@ const char *cli_usage(void)
 	"                       (--json: the report as JSON)\n"
 	"  --set-password[=ACCOUNT]\n"
 	"                       store the account's password in the keyring\n"
+	"  --authorize[=ACCOUNT]\n"
+	"                       OAuth2: sign in once in a browser and store the\n"
+	"                       account's refresh token\n"
 	"  --system [--listen PATH|127.0.0.1:PORT]\n"
 	"                       the service that sends for users without a\n"
 	"                       configuration of their own (/etc/postern/system.smtprc)\n"

@@ -20,6 +20,7 @@ enum cli_mode {
 	CLI_CHECK,         /* --check */
 	CLI_PROBE,         /* --probe[=ACCOUNT] */
 	CLI_SET_PASSWORD,  /* --set-password[=ACCOUNT] */
+	CLI_AUTHORIZE,     /* --authorize[=ACCOUNT] (OAuth2) */
 	CLI_HELP,          /* --help */
 	CLI_VERSION,       /* --version */
 	CLI_SYSTEM,        /* --system [--listen WHERE] */

@@ -74,7 +74,30 @@ static const char *const key_names[CFG_KEY_COUNT] = {
 	[CFG_LOG] = "log",
 	[CFG_ALIASES] = "aliases",
 	[CFG_ACCOUNT] = "account",
+	[CFG_OAUTH2] = "oauth2",
+	[CFG_OAUTH2_CLIENT_ID] = "oauth2_client_id",
+	[CFG_OAUTH2_CLIENT_SECRET] = "oauth2_client_secret",
+	[CFG_OAUTH2_TENANT] = "oauth2_tenant",
+	[CFG_OAUTH2_FLOW] = "oauth2_flow",
+	[CFG_OAUTH2_AUTH_URL] = "oauth2_auth_url",
+	[CFG_OAUTH2_TOKEN_URL] = "oauth2_token_url",
+	[CFG_OAUTH2_SCOPE] = "oauth2_scope",
+	[CFG_OAUTH2_CA_FILE] = "oauth2_ca_file",
 };
+
+static const char *const oauth2_names[] = { "none", "google", "microsoft", "custom" };
+static const char *const oauth2_flow_names[] = {
+	"auto", "authcode", "device", "client_credentials", "service_account",
+};
+
+/* The presets (SPEC 10, NOTES "OAuth2 for SMTP").  Microsoft's URLs hold
+ * the tenant in place of %s. */
+#define GOOGLE_AUTH_URL "https://accounts.google.com/o/oauth2/v2/auth"
+#define GOOGLE_TOKEN_URL "https://oauth2.googleapis.com/token"
+#define GOOGLE_SCOPE "https://mail.google.com/"
+#define MICROSOFT_AUTH_URL "https://login.microsoftonline.com/%s/oauth2/v2.0/authorize"
+#define MICROSOFT_TOKEN_URL "https://login.microsoftonline.com/%s/oauth2/v2.0/token"
+#define MICROSOFT_SCOPE "https://outlook.office.com/SMTP.Send offline_access"
 
 static const char *const tls_names[] = { "starttls", "implicit", "off" };
 
@@ -109,6 +132,11 @@ struct parse {
 const char *config_key_name(enum cfg_key k)
 {
 	return (unsigned)k < CFG_KEY_COUNT ? key_names[k] : "?";
+}
+
+const char *config_oauth2_name(enum oauth2_provider p)
+{
+	return (unsigned)p < sizeof(oauth2_names) / sizeof(oauth2_names[0]) ? oauth2_names[p] : "?";
 }
 
 const char *config_tls_name(enum tls_mode m)
@@ -531,6 +559,58 @@ static int parse_dsn(struct account *a, enum cfg_key k, const char *v, char *why
 	return 0;
 }
 
+static int check_https_url(const char *v, const char *key, char *why, size_t cap)
+{
+	if (strncmp(v, "https://", 8) != 0 || !v[8] || strpbrk(v, " \t")) {
+		snprintf(why, cap, "'%.*s' is not an https:// URL; %s must be one, e.g. "
+			 "https://login.example.com/oauth2/token", CFG_SHOW_MAX, v, key);
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_oauth2_key(struct account *a, enum cfg_key k, const char *v, char *why,
+			    size_t cap)
+{
+	int i;
+
+	switch (k) {
+	case CFG_OAUTH2:
+		if (parse_enum(v, oauth2_names + 1, 3, &i, "oauth2", why, cap) < 0)
+			return -1;
+		a->oauth2 = (enum oauth2_provider)(i + 1);
+		return 0;
+	case CFG_OAUTH2_FLOW:
+		if (parse_enum(v, oauth2_flow_names, 5, &i, "oauth2_flow", why, cap) < 0)
+			return -1;
+		a->oauth2_flow = (enum oauth2_flow)i;
+		return 0;
+	case CFG_OAUTH2_CLIENT_ID:
+		return set_str(&a->oauth2_client_id, v, why, cap);
+	case CFG_OAUTH2_CLIENT_SECRET:
+		return set_str(&a->oauth2_client_secret, v, why, cap);
+	case CFG_OAUTH2_TENANT:
+		if (!*v || strpbrk(v, "/?#% \t")) {
+			snprintf(why, cap, "'%.*s' is not a tenant; write common, organizations, "
+				 "consumers, a domain or a tenant id", CFG_SHOW_MAX, v);
+			return -1;
+		}
+		return set_str(&a->oauth2_tenant, v, why, cap);
+	case CFG_OAUTH2_AUTH_URL: case CFG_OAUTH2_TOKEN_URL:
+		if (check_https_url(v, key_names[k], why, cap) < 0)
+			return -1;
+		return set_str(k == CFG_OAUTH2_AUTH_URL ? &a->oauth2_auth_url : &a->oauth2_token_url,
+			       v, why, cap);
+	case CFG_OAUTH2_SCOPE:
+		return set_str(&a->oauth2_scope, v, why, cap);
+	case CFG_OAUTH2_CA_FILE:
+		return set_path(&a->oauth2_ca_file, v, why, cap);
+	default:
+		snprintf(why, cap, "internal: no parser");
+		return -1;
+	}
+}
+
 /* Validate v for key k and store it in a. */
 static int parse_value(struct account *a, enum cfg_key k, const char *v, char *why, size_t cap)
 {
@@ -580,6 +660,10 @@ static int parse_value(struct account *a, enum cfg_key k, const char *v, char *w
 		return parse_log(a, v, why, cap);
 	case CFG_ALIASES:
 		return set_path(&a->aliases, v, why, cap);
+	case CFG_OAUTH2: case CFG_OAUTH2_CLIENT_ID: case CFG_OAUTH2_CLIENT_SECRET:
+	case CFG_OAUTH2_TENANT: case CFG_OAUTH2_FLOW: case CFG_OAUTH2_AUTH_URL:
+	case CFG_OAUTH2_TOKEN_URL: case CFG_OAUTH2_SCOPE: case CFG_OAUTH2_CA_FILE:
+		return parse_oauth2_key(a, k, v, why, cap);
 	default:
 		snprintf(why, cap, "internal: no parser");
 		return -1;
@@ -807,7 +891,8 @@ static char *key_line(struct parse *p, char *str, int num, const char *s, size_t
 		     klen ? "key name too long" : "no key name before '='");
 		return NULL;
 	}
-	if (n + 2 <= (size_t)num && !(klen == 8 && memcmp(s, "password", 8) == 0))
+	if (n + 2 <= (size_t)num && !(klen == 8 && memcmp(s, "password", 8) == 0) &&
+	    !(klen == 20 && memcmp(s, "oauth2_client_secret", 20) == 0))
 		return give(str, num, s, n);
 	/* Too long for inih's buffer, or a secret: inih sees "key=\001". */
 	p->standin_val = sep + 1;
@@ -880,6 +965,13 @@ static void account_clear(struct account *a)
 	free(a->dsn_return);
 	free(a->log);
 	free(a->aliases);
+	free(a->oauth2_client_id);
+	wipe_free(a->oauth2_client_secret);
+	free(a->oauth2_tenant);
+	free(a->oauth2_auth_url);
+	free(a->oauth2_token_url);
+	free(a->oauth2_scope);
+	free(a->oauth2_ca_file);
 	for (k = 0; k < CFG_KEY_COUNT; k++)
 		free(a->origin[k]);
 	memset(a, 0, sizeof(*a));
@@ -925,6 +1017,19 @@ static void inherit_key(struct account *a, const struct account *d, enum cfg_key
 	case CFG_DSN_RETURN: dup_field(&a->dsn_return, d->dsn_return); break;
 	case CFG_LOG: dup_field(&a->log, d->log); break;
 	case CFG_ALIASES: dup_field(&a->aliases, d->aliases); break;
+	case CFG_OAUTH2: a->oauth2 = d->oauth2; break;
+	case CFG_OAUTH2_CLIENT_ID: dup_field(&a->oauth2_client_id, d->oauth2_client_id); break;
+	case CFG_OAUTH2_CLIENT_SECRET:
+		wipe_free(a->oauth2_client_secret);
+		a->oauth2_client_secret = d->oauth2_client_secret ? xstrdup(d->oauth2_client_secret)
+					  : NULL;
+		break;
+	case CFG_OAUTH2_TENANT: dup_field(&a->oauth2_tenant, d->oauth2_tenant); break;
+	case CFG_OAUTH2_FLOW: a->oauth2_flow = d->oauth2_flow; break;
+	case CFG_OAUTH2_AUTH_URL: dup_field(&a->oauth2_auth_url, d->oauth2_auth_url); break;
+	case CFG_OAUTH2_TOKEN_URL: dup_field(&a->oauth2_token_url, d->oauth2_token_url); break;
+	case CFG_OAUTH2_SCOPE: dup_field(&a->oauth2_scope, d->oauth2_scope); break;
+	case CFG_OAUTH2_CA_FILE: dup_field(&a->oauth2_ca_file, d->oauth2_ca_file); break;
 	default: break;
 	}
 }
@@ -958,6 +1063,73 @@ static char *origin_of(const struct parse *p, int line, const char *sect)
 	return xstrdup(buf);
 }
 
+/* A preset's value for a key left unset, with its origin. */
+static void preset(struct account *a, enum cfg_key k, char **field, const char *value)
+{
+	char buf[512];
+
+	if (*field)
+		return;
+	*field = xstrdup(value);
+	free(a->origin[k]);
+	snprintf(buf, sizeof buf, "oauth2 = %s preset", oauth2_names[a->oauth2]);
+	a->origin[k] = xstrdup(buf);
+}
+
+/* With oauth2 set: the preset's URLs and scope, auth xoauth2 unless
+ * oauthbearer was chosen, and the keys a flow needs.  Each error names
+ * the key and the fix. */
+static void oauth2_finish(struct parse *p, const struct sect *s, struct account *a)
+{
+	if (!a->oauth2) {
+		if (a->origin[CFG_OAUTH2_CLIENT_ID])
+			fail(p, s->line, "account [%s] has oauth2_client_id but no oauth2 = "
+			     "google | microsoft | custom; add it", a->name);
+		return;
+	}
+	if (a->oauth2 == OAUTH2_MICROSOFT && !a->oauth2_tenant)
+		a->oauth2_tenant = xstrdup("common");
+	if (a->oauth2 == OAUTH2_GOOGLE) {
+		preset(a, CFG_OAUTH2_AUTH_URL, &a->oauth2_auth_url, GOOGLE_AUTH_URL);
+		preset(a, CFG_OAUTH2_TOKEN_URL, &a->oauth2_token_url, GOOGLE_TOKEN_URL);
+		preset(a, CFG_OAUTH2_SCOPE, &a->oauth2_scope, GOOGLE_SCOPE);
+	} else if (a->oauth2 == OAUTH2_MICROSOFT) {
+		char url[512];
+
+		snprintf(url, sizeof url, MICROSOFT_AUTH_URL, a->oauth2_tenant);
+		preset(a, CFG_OAUTH2_AUTH_URL, &a->oauth2_auth_url, url);
+		snprintf(url, sizeof url, MICROSOFT_TOKEN_URL, a->oauth2_tenant);
+		preset(a, CFG_OAUTH2_TOKEN_URL, &a->oauth2_token_url, url);
+		preset(a, CFG_OAUTH2_SCOPE, &a->oauth2_scope, MICROSOFT_SCOPE);
+	}
+	if (a->auth == AUTH_AUTO) {
+		a->auth = AUTH_XOAUTH2;
+		free(a->origin[CFG_AUTH]);
+		a->origin[CFG_AUTH] = xstrdup("the default with oauth2");
+	} else if (a->auth != AUTH_XOAUTH2 && a->auth != AUTH_OAUTHBEARER) {
+		fail(p, s->line, "account [%s] has oauth2 = %s but auth = %s; OAuth2 tokens "
+		     "need auth = xoauth2 (or oauthbearer)", a->name, oauth2_names[a->oauth2],
+		     auth_names[a->auth]);
+		return;
+	}
+	if (a->oauth2_flow > OAUTH2_FLOW_AUTHCODE) {
+		fail(p, s->line, "account [%s]: oauth2_flow = %s is not built yet in this "
+		     "version of postern; use oauth2_flow = authcode (postern --authorize=%s)",
+		     a->name, oauth2_flow_names[a->oauth2_flow], a->name);
+		return;
+	}
+	if (!a->oauth2_client_id || !*a->oauth2_client_id)
+		fail(p, s->line, "account [%s] has oauth2 = %s but no oauth2_client_id; add the "
+		     "client id of your app registration (see contrib/providers/)", a->name,
+		     oauth2_names[a->oauth2]);
+	else if (!a->oauth2_auth_url || !a->oauth2_token_url)
+		fail(p, s->line, "account [%s] has oauth2 = custom but no %s; add it", a->name,
+		     !a->oauth2_auth_url ? "oauth2_auth_url" : "oauth2_token_url");
+	else if (!a->user || !*a->user)
+		fail(p, s->line, "account [%s] has oauth2 = %s but no user; set user = the "
+		     "mailbox address the token is for", a->name, oauth2_names[a->oauth2]);
+}
+
 /* Move a section's values into out, add what [defaults] and the built-in
  * defaults give, and record each origin. */
 static void resolve_account(struct parse *p, struct sect *s, const struct sect *d,
@@ -985,6 +1157,8 @@ static void resolve_account(struct parse *p, struct sect *s, const struct sect *
 	if (!out->host)
 		fail(p, s->line, "account [%s] has no host; add host = smtp.example.com "
 		     "under [%s] (or in [defaults])", s->name, s->name);
+	if (!p->failed)
+		oauth2_finish(p, s, out);
 }
 
 static void list_accounts(const struct account *a, int n, char *buf, size_t cap)
@@ -1006,7 +1180,8 @@ static void check_password_mode(struct parse *p, mode_t mode)
 	if (!(mode & 077))
 		return;
 	for (i = 0; i < p->nsects; i++) {
-		if (p->sects[i].set_line[CFG_PASSWORD]) {
+		if (p->sects[i].set_line[CFG_PASSWORD] ||
+		    p->sects[i].set_line[CFG_OAUTH2_CLIENT_SECRET]) {
 			fail(p, 0, "contains a password but is %s by others (mode %04o); "
 			     "run chmod 600 %s",
 			     mode & 044 ? "readable" : mode & 022 ? "writable" : "usable",
@@ -1389,6 +1564,15 @@ static const char *value_text(const struct config *cfg, const struct account *a,
 	case CFG_LOG: return a->log;
 	case CFG_ALIASES: return a->aliases;
 	case CFG_ACCOUNT: return cfg->default_account;
+	case CFG_OAUTH2: return a->oauth2 ? oauth2_names[a->oauth2] : NULL;
+	case CFG_OAUTH2_CLIENT_ID: return a->oauth2_client_id;
+	case CFG_OAUTH2_CLIENT_SECRET: return a->oauth2_client_secret ? "********" : NULL;
+	case CFG_OAUTH2_TENANT: return a->oauth2_tenant;
+	case CFG_OAUTH2_FLOW: return a->oauth2 ? oauth2_flow_names[a->oauth2_flow] : NULL;
+	case CFG_OAUTH2_AUTH_URL: return a->oauth2_auth_url;
+	case CFG_OAUTH2_TOKEN_URL: return a->oauth2_token_url;
+	case CFG_OAUTH2_SCOPE: return a->oauth2_scope;
+	case CFG_OAUTH2_CA_FILE: return a->oauth2_ca_file;
 	default: return NULL;
 	}
 }

@@ -29,10 +29,23 @@ enum cfg_key {
 	CFG_TIMEOUT, CFG_QUEUE, CFG_QUEUE_LIFETIME, CFG_ADD_HEADERS,
 	CFG_FROM_HEADER, CFG_LOCAL_DOMAINS, CFG_DSN_NOTIFY, CFG_DSN_RETURN,
 	CFG_LOG, CFG_ALIASES, CFG_ACCOUNT,
+	CFG_OAUTH2, CFG_OAUTH2_CLIENT_ID, CFG_OAUTH2_CLIENT_SECRET, CFG_OAUTH2_TENANT,
+	CFG_OAUTH2_FLOW, CFG_OAUTH2_AUTH_URL, CFG_OAUTH2_TOKEN_URL, CFG_OAUTH2_SCOPE,
+	CFG_OAUTH2_CA_FILE,
 	CFG_KEY_COUNT
 };
 
 #define CFG_PORTS_MAX 8
+
+/* oauth2 = ...: who issues the account's tokens (SPEC 10). */
+enum oauth2_provider { OAUTH2_NONE = 0, OAUTH2_GOOGLE, OAUTH2_MICROSOFT, OAUTH2_CUSTOM };
+
+/* oauth2_flow = ...: how a token is obtained.  Only auto and authcode are
+ * built; the others are refused with "not built yet" (EX_CONFIG). */
+enum oauth2_flow {
+	OAUTH2_FLOW_AUTO = 0, OAUTH2_FLOW_AUTHCODE, OAUTH2_FLOW_DEVICE,
+	OAUTH2_FLOW_CLIENT_CREDENTIALS, OAUTH2_FLOW_SERVICE_ACCOUNT,
+};
 
 struct account {
 	char *name;                     /* section name */
@@ -58,6 +71,16 @@ struct account {
 	char *dsn_notify, *dsn_return;
 	char *log;                      /* "syslog", "off" or a path */
 	char *aliases;                  /* path or NULL */
+	/* OAuth2 (SPEC 10).  With oauth2 set, the preset (google, microsoft)
+	 * has filled auth_url, token_url and scope unless they were given;
+	 * auth is xoauth2 or oauthbearer. */
+	enum oauth2_provider oauth2;
+	char *oauth2_client_id;
+	char *oauth2_client_secret;     /* wiped on free */
+	char *oauth2_tenant;            /* microsoft; "common" by default */
+	enum oauth2_flow oauth2_flow;
+	char *oauth2_auth_url, *oauth2_token_url, *oauth2_scope;
+	char *oauth2_ca_file;           /* NULL: the system store */
 	/* Where each value came from: "~/.smtprc:12 [work]",
 	 * "~/.smtprc:3 [defaults]" or "built-in default". */
 	char *origin[CFG_KEY_COUNT];
@@ -114,6 +137,7 @@ enum tls_mode config_port_tls(const struct account *a, unsigned port);
 const char *config_tls_name(enum tls_mode m);
 const char *config_auth_name(enum auth_mech m);
 const char *config_key_name(enum cfg_key k);
+const char *config_oauth2_name(enum oauth2_provider p);
 
 /* --check: print the resolved account, each value with its origin;
  * password shown as "********". */

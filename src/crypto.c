@@ -5,6 +5,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,20 @@
 void crypto_init(void)
 {
 	OPENSSL_init_crypto(OPENSSL_INIT_NO_ADD_ALL_CIPHERS | OPENSSL_INIT_NO_ATEXIT, NULL);
+}
+
+int crypto_sha256(const void *p, size_t n, unsigned char out[32])
+{
+	unsigned int len = 0;
+
+	if (EVP_Digest(p, n, out, &len, EVP_sha256(), NULL) != 1 || len != 32)
+		return -1;
+	return 0;
+}
+
+int crypto_random(void *buf, size_t n)
+{
+	return n <= INT_MAX && RAND_bytes(buf, (int)n) == 1 ? 0 : -1;
 }
 
 void crypto_sha256_hex(const struct crypto_part *parts, size_t n, char out[65])

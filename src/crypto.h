@@ -17,6 +17,13 @@ struct crypto_part {
 };
 void crypto_sha256_hex(const struct crypto_part *parts, size_t n, char out[65]);
 
+/* The raw SHA-256 of n bytes (OAuth2 PKCE, RFC 7636): 0, or -1 when no
+ * digest could be had. */
+int crypto_sha256(const void *p, size_t n, unsigned char out[32]);
+
+/* n bytes from OpenSSL's CSPRNG: 0, or -1 when it cannot give them. */
+int crypto_random(void *buf, size_t n);
+
 /* Stamps: what postern stores to notice later that a secret changed
  * (SPEC section 3: salted and slow, so a stolen file does not let anyone
  * test password guesses faster than the server does).  A stamp is

@@ -20,6 +20,7 @@
 #include "deliver.h"
 #include "log.h"
 #include "message.h"
+#include "oauth2.h"
 #include "probe.h"
 #include "secret.h"
 #include "smtpstdio.h"
@@ -235,6 +236,21 @@ static int do_set_password(const struct cli *c)
 	return rc < 0 ? fail(&e) : EX_OK;
 }
 
+/* --authorize: the OAuth2 sign-in, once (SPEC 10). */
+static int do_authorize(const struct cli *c)
+{
+	struct config cfg = { 0 };
+	struct perr e = { 0 };
+	const struct account *a = load_account(c, &cfg, &e);
+	int rc;
+
+	if (!a)
+		return fail(&e);
+	rc = oauth2_authorize(a, stderr, &e);
+	config_free(&cfg);
+	return rc < 0 ? fail(&e) : EX_OK;
+}
+
 /* Open /dev/null on each of fds 0, 1, 2 that is closed, so that nothing
  * postern writes to stdout or stderr (the -v transcript, an error line)
  * can land on a socket or file that later takes that number. */
@@ -296,6 +312,8 @@ int main(int argc, char **argv)
 		return do_check(&c);
 	case CLI_SET_PASSWORD:
 		return do_set_password(&c);
+	case CLI_AUTHORIZE:
+		return do_authorize(&c);
 	case CLI_PROBE:
 		return do_probe(&c);
 	case CLI_SMTP_STDIO:

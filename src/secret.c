@@ -23,6 +23,7 @@
 #endif
 
 #include "log.h"
+#include "oauth2.h"
 #include "secret.h"
 #include "util.h"
 
@@ -623,6 +624,8 @@ int secret_resolve(const struct account *a, struct secret *s, struct perr *e)
 	perr_because(e, PERR_CAUSE_NONE); /* the cause is set below where it is one */
 	if (!secret_needed(a))
 		return 0;
+	if (a->oauth2) /* the secret is the access token (SPEC 10) */
+		return oauth2_access_token(a, s, e);
 	if (a->password_command && *a->password_command)
 		return run_command(a, s, e);
 #ifdef HAVE_LIBSECRET

@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <resolv.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -385,66 +386,51 @@ static int connect_error(struct conn *c, int err, struct perr *e)
 	return at_cause(e, PERR_CAUSE_CONNECT_UNREACHABLE, -1);
 }
 
-/* A name lookup running in glibc's resolver thread: everything it points
- * to lives in this one block. */
-struct lookup {
-	struct gaicb cb;
-	struct addrinfo hints;
-	char port[16];
-	char host[];
-};
+/* Bound glibc's resolver so that one lookup fits in secs (RFC 5321
+ * 4.5.3.2: every wait is bounded): each query waits at most `t` seconds
+ * and is sent once per name server and per name tried (the name itself,
+ * then each search domain), so t = secs / (servers x names), at least 1.
+ * The lookup itself stays synchronous: no thread, no extra cost when the
+ * answer is local (/etc/hosts) or quick. */
+static int bound_resolver(int secs)
+{
+	int servers, names = 1, t;
 
-/* getaddrinfo within the deadline already armed (RFC 5321 4.5.3.2: every
- * wait is bounded): the lookup runs asynchronously (getaddrinfo_a) and is
- * abandoned when the deadline passes.  An abandoned lookup that cannot be
- * cancelled is left to finish on its own, its block with it. */
+	if (!(_res.options & RES_INIT) && res_init() != 0)
+		return secs;
+	servers = _res.nscount > 0 ? _res.nscount : 1;
+	for (int i = 0; (_res.options & RES_DNSRCH) && i < MAXDNSRCH && _res.dnsrch[i]; i++)
+		names++;
+	t = secs / (servers * names);
+	if (t < 1)
+		t = 1;
+	if (_res.retrans > t)
+		_res.retrans = t;
+	_res.retry = 1;
+	return t;
+}
+
+/* getaddrinfo within the deadline already armed.  A name server that does
+ * not answer shows as EAI_AGAIN after the bounded wait: "timed out". */
 static int resolve(struct conn *c, const char *host, const char *port, struct addrinfo **res,
 		   struct perr *e)
 {
-	struct addrinfo numeric = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				    .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
-	size_t hlen = strlen(host) + 1;
-	struct lookup *l;
-	struct gaicb *list[1];
-	int rc;
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	int64_t t0 = mono_ms(), left = c->deadline - t0;
+	int per_try = bound_resolver(left > 1000 ? (int)(left / 1000) : 1);
+	int rc = getaddrinfo(host, port, &hints, res);
 
-	/* An address literal needs no lookup (and no resolver thread). */
-	if (getaddrinfo(host, port, &numeric, res) == 0)
-		return 0;
-	l = xcalloc(1, sizeof *l + hlen);
-	list[0] = &l->cb;
-
-	memcpy(l->host, host, hlen);
-	str_copy(l->port, port, sizeof l->port);
-	l->hints = (struct addrinfo){ .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-	l->cb = (struct gaicb){ .ar_name = l->host, .ar_service = l->port, .ar_request = &l->hints };
-	rc = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL);
 	if (rc == 0)
-		rc = gai_error(&l->cb);
-	for (; rc == EAI_INPROGRESS; rc = gai_error(&l->cb)) {
-		int64_t left = c->deadline - mono_ms();
-		struct timespec ts = { .tv_sec = left / 1000, .tv_nsec = left % 1000 * 1000000 };
-
-		if (left > 0) {
-			gai_suspend((const struct gaicb *const *)list, 1, &ts);
-			continue;
-		}
-		if (gai_cancel(&l->cb) == EAI_CANCELED)
-			free(l);
+		return 0;
+	if (rc == EAI_AGAIN && mono_ms() - t0 >= (int64_t)per_try * 1000 - 50) {
 		perr_set(e, PERR_TEMP, "resolving %s timed out after %d s", host, timeout_s(c));
 		if (e)
 			e->timed_out = true;
-		return at_cause(e, PERR_CAUSE_RESOLVE, -1);
-	}
-	if (rc != 0) {
+	} else {
 		perr_set(e, PERR_TEMP, "cannot resolve %s: %s", host,
 			 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-		free(l);
-		return at_cause(e, PERR_CAUSE_RESOLVE, -1);
 	}
-	*res = l->cb.ar_result;
-	free(l);
-	return 0;
+	return at_cause(e, PERR_CAUSE_RESOLVE, -1);
 }
 
 int conn_connect(struct conn *c, const char *host, unsigned port, struct perr *e)

@@ -256,15 +256,20 @@ static int do_authorize(const struct cli *c)
  * can land on a socket or file that later takes that number. */
 static void std_fds_open(void)
 {
+	int null = -1;
+
 	for (int fd = 0; fd <= 2; fd++) {
 		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
 			continue;
-		/* the lowest free number: this one, as the lower ones are open */
-		int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
-
-		if (n != fd)
+		/* dup2, not "the lowest free number": a tool postern runs under
+		 * (valgrind) may hold low descriptors of its own */
+		if (null < 0 && (null = open("/dev/null", O_RDWR)) < 0)
+			_exit(EX_OSERR);
+		if (null != fd && dup2(null, fd) != fd)
 			_exit(EX_OSERR);
 	}
+	if (null > 2)
+		close(null);
 }
 
 int main(int argc, char **argv)

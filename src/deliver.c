@@ -457,6 +457,21 @@ static int keep(struct send_state *st, const struct account *a, const struct mes
 	return 0;
 }
 
+/* The caller's message met e (temporary, or refused credentials): queue
+ * it, and after refused credentials hold the account. */
+static int keep_or_hold(struct send_state *st, const struct account *a, const struct message *m,
+			const struct smtp_envelope *env, const struct deliver_req *req,
+			struct deliver_result *res, struct perr *e)
+{
+	struct perr why = *e;
+
+	if (fate_of(&why, 0) == FATE_HOLD && (st->q_open || open_queue(&st->q, e) == 0)) {
+		st->q_open = 1;
+		hold_account(&st->q, a, &st->s, &why, req->notice);
+	}
+	return keep(st, a, m, env, &why, res, e);
+}
+
 /* Try now: the caller's message first, then the account's due queued
  * ones (all of them when a hold just ended) over the same connection.
  * Returns the caller's job's outcome. */
@@ -554,11 +569,10 @@ int deliver_message(const struct config *cfg, const struct deliver_req *req, str
 		goto out;
 	}
 	if (secret_resolve(a, &st.s, e) < 0) {
-		/* The keyring unreachable or a command that timed out: try later. */
-		if (fate_of(e, 0) == FATE_RETRY && a->queue) {
-			struct perr why = *e;
-			rc = keep(&st, a, m, &env, &why, res, e);
-		}
+		/* The keyring unreachable or a command that timed out: try
+		 * later; an OAuth2 grant refused: queue and hold. */
+		if (a->queue && fate_of(e, 0) != FATE_END)
+			rc = keep_or_hold(&st, a, m, &env, req, res, e);
 		goto out;
 	}
 	if (a->queue && open_queue(&st.q, e) == 0) {
@@ -577,14 +591,8 @@ int deliver_message(const struct config *cfg, const struct deliver_req *req, str
 	}
 	perr_clear(e);
 	rc = attempt(&st, a, m, &env, req, e);
-	if (rc < 0 && a->queue && fate_of(e, 0) != FATE_END) {
-		struct perr why = *e;
-		if (fate_of(&why, 0) == FATE_HOLD && (st.q_open || open_queue(&st.q, e) == 0)) {
-			st.q_open = 1;
-			hold_account(&st.q, a, &st.s, &why, req->notice);
-		}
-		rc = keep(&st, a, m, &env, &why, res, e);
-	}
+	if (rc < 0 && a->queue && fate_of(e, 0) != FATE_END)
+		rc = keep_or_hold(&st, a, m, &env, req, res, e);
 out:
 	if (env.sender) {
 		const struct submit_job *j = st.jobs ? &st.jobs[0] : NULL;
@@ -660,6 +668,14 @@ static struct acct_run *acct_get(struct flush_run *r, const char *name)
 	if (secret_resolve(ar->a, &ar->s, &ar->why) < 0) {
 		notify(r->notice, "account %s: %s; its queued messages stay queued", name,
 		       ar->why.text);
+		if (fate_of(&ar->why, 1) == FATE_HOLD) {
+			/* Credentials refused before any server was asked (an
+			 * OAuth2 grant revoked): held, like a 535. */
+			hold_account(r->q, ar->a, &ar->s, &ar->why, r->notice);
+			ar->hold = 1;
+			ar->down = 1;
+			return ar;
+		}
 		/* Unknown credentials: a hold stays as it is. */
 		ar->hold = queue_hold_exists(r->q, name);
 		return ar;

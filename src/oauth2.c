@@ -462,7 +462,7 @@ static int refused_line(const struct account *a, const char *why, struct perr *e
 {
 	perr_set(e, PERR_AUTH, "account %s: the OAuth2 refresh token was refused (%s); run "
 		 "postern --authorize=%s", a->name, why, a->name);
-	return perr_because(e, PERR_CAUSE_SECRET);
+	return perr_because(e, PERR_CAUSE_AUTH); /* refused credentials: held */
 }
 
 /* Refresh under an exclusive lock on PATH.lock, so two postern runs never

@@ -2,7 +2,6 @@
  * that includes curl's headers).  See http.h. */
 #include "autoconf.h"
 
-#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,28 +32,22 @@ static struct {
 } lib;
 #undef CURL_FIELD
 
-/* 1 when every function is resolved.  Tried once per process; the
- * library stays loaded. */
+static const char *const curl_names[] = {
+#define FUNC_NAME(name) #name,
+	CURL_FUNCS(FUNC_NAME)
+#undef FUNC_NAME
+};
+
+_Static_assert(sizeof lib == sizeof curl_names / sizeof curl_names[0] * sizeof(void *),
+	       "one function pointer per name");
+
+/* 1 when every function is resolved (see dynlib_load). */
 static int lib_load(void)
 {
-	static int state; /* 0 not tried, 1 loaded, -1 unusable */
-	void *h, *sym;
+	static int state;
 
-	if (state)
-		return state > 0;
-	state = -1;
-	h = dlopen(LIBCURL_SONAME, RTLD_NOW | RTLD_LOCAL);
-	if (!h)
-		return 0;
-#define CURL_RESOLVE(name)                                                                         \
-	sym = dlsym(h, #name);                                                                     \
-	if (!sym)                                                                                  \
-		return 0;                                                                          \
-	memcpy(&lib.name, &sym, sizeof sym);
-	CURL_FUNCS(CURL_RESOLVE)
-#undef CURL_RESOLVE
-	state = 1;
-	return 1;
+	return dynlib_load(&state, LIBCURL_SONAME, curl_names, &lib,
+			   sizeof curl_names / sizeof curl_names[0]);
 }
 
 struct sink {

@@ -4,7 +4,6 @@
  * file that includes its headers).  See oauth2.h. */
 #include "autoconf.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -55,26 +54,22 @@ static struct {
 } js;
 #undef JSON_FIELD
 
+static const char *const jsonc_names[] = {
+#define FUNC_NAME(name) #name,
+	JSON_FUNCS(FUNC_NAME)
+#undef FUNC_NAME
+};
+
+_Static_assert(sizeof js == sizeof jsonc_names / sizeof jsonc_names[0] * sizeof(void *),
+	       "one function pointer per name");
+
+/* 1 when every function is resolved (see dynlib_load). */
 static int json_load(void)
 {
 	static int state;
-	void *h, *sym;
 
-	if (state)
-		return state > 0;
-	state = -1;
-	h = dlopen(LIBJSONC_SONAME, RTLD_NOW | RTLD_LOCAL);
-	if (!h)
-		return 0;
-#define JSON_RESOLVE(name)                                                                         \
-	sym = dlsym(h, #name);                                                                     \
-	if (!sym)                                                                                  \
-		return 0;                                                                          \
-	memcpy(&js.name, &sym, sizeof sym);
-	JSON_FUNCS(JSON_RESOLVE)
-#undef JSON_RESOLVE
-	state = 1;
-	return 1;
+	return dynlib_load(&state, LIBJSONC_SONAME, jsonc_names, &js,
+			   sizeof jsonc_names / sizeof jsonc_names[0]);
 }
 
 /* ---- the token file ------------------------------------------------------ */
@@ -213,21 +208,6 @@ static int mkdirs(const char *path)
 	return mkdir(buf, 0700) < 0 && errno != EEXIST ? -1 : 0;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Write the file atomically: temporary file (0600), fsync, rename,
  * directory fsync. */
 static int tokens_write(const char *path, const struct tokens *t, struct perr *e)
@@ -255,7 +235,7 @@ static int tokens_write(const char *path, const struct tokens *t, struct perr *e
 		     t->refused ? "refused=" : "", t->refused ? t->refused : "",
 		     t->refused ? "\n" : "");
 	bad = n < 0 || (size_t)n >= cap || fchmod(fd, 0600) < 0 ||
-	      write_all(fd, text, (size_t)n) < 0 || fsync(fd) < 0;
+	      write_full(fd, text, (size_t)n) < 0 || fsync(fd) < 0;
 	wipe(text, cap);
 	free(text);
 	if (close(fd) < 0 || bad || rename(tmp, path) < 0) {
@@ -694,7 +674,7 @@ static void respond(int fd, int ok, const char *text)
 			 ok ? "200 OK" : "400 Bad Request", text);
 
 	if (n > 0)
-		write_all(fd, page, (size_t)n < sizeof page ? (size_t)n : sizeof page - 1);
+		write_full(fd, page, (size_t)n < sizeof page ? (size_t)n : sizeof page - 1);
 }
 
 /* Read the request head (up to REQUEST_MAX bytes) within the deadline. */

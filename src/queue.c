@@ -172,27 +172,6 @@ static void note(struct perr *e, const char *fmt, ...)
 	perr_append(e, "%s%s", e->text[0] ? "; " : "", line);
 }
 
-static int write_all(int fd, const void *buf, size_t n)
-{
-	const unsigned char *p = buf;
-
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		if (w == 0) {
-			errno = EIO;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static int sync_sub(const struct queue *q, const char *sub)
 {
 	int fd = openat(q->dirfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -498,7 +477,7 @@ static int write_env_file(const struct queue *q, const struct tbuf *b, const cha
 	if (fd < 0)
 		return -1;
 	hook();
-	if (write_all(fd, b->p, b->len) < 0) {
+	if (write_full(fd, b->p, b->len) < 0) {
 		err = errno;
 		close(fd);
 		unlinkat(q->dirfd, tmp, 0);
@@ -703,7 +682,7 @@ static long long copy_message(int fd, const struct message *m, int *rerr, struct
 
 	message_rewind(m, &r);
 	while ((got = message_next(&r, buf, sizeof buf, e)) > 0) {
-		if (write_all(fd, buf, (size_t)got) < 0)
+		if (write_full(fd, buf, (size_t)got) < 0)
 			return -1;
 		total += got;
 		hook();

@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #ifdef HAVE_LIBSECRET
-#include <dlfcn.h>
 #include <libsecret/secret.h>
 #endif
 
@@ -438,29 +437,22 @@ static struct {
 } lib;
 #undef LIB_FIELD
 
-/* 1 when every function is resolved; 0 when the library (or one of its
- * functions) is missing.  Tried once per process; the library stays
- * loaded, as GLib cannot be unloaded safely. */
+static const char *const libsecret_names[] = {
+#define FUNC_NAME(name) #name,
+	LIB_FUNCS(FUNC_NAME)
+#undef FUNC_NAME
+};
+
+_Static_assert(sizeof lib == sizeof libsecret_names / sizeof libsecret_names[0] * sizeof(void *),
+	       "one function pointer per name");
+
+/* 1 when every function is resolved (see dynlib_load). */
 static int lib_load(void)
 {
-	static int state; /* 0 not tried, 1 loaded, -1 unusable */
-	void *h, *sym;
+	static int state;
 
-	if (state)
-		return state > 0;
-	state = -1;
-	h = dlopen(LIBSECRET_SONAME, RTLD_NOW | RTLD_LOCAL);
-	if (!h)
-		return 0;
-#define LIB_RESOLVE(name)                                                                          \
-	sym = dlsym(h, #name);                                                                     \
-	if (!sym)                                                                                  \
-		return 0;                                                                          \
-	memcpy(&lib.name, &sym, sizeof sym);
-	LIB_FUNCS(LIB_RESOLVE)
-#undef LIB_RESOLVE
-	state = 1;
-	return 1;
+	return dynlib_load(&state, LIBSECRET_SONAME, libsecret_names, &lib,
+			   sizeof libsecret_names / sizeof libsecret_names[0]);
 }
 
 static enum keyring_state item_secret(SecretItem *item, struct secret *s)

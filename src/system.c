@@ -105,22 +105,6 @@ static int rb_line(struct rbuf *r, char *out, size_t cap)
 	}
 }
 
-static int write_all_fd(int fd, const void *p, size_t n)
-{
-	const char *c = p;
-
-	while (n > 0) {
-		ssize_t w = write(fd, c, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		c += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static const char *socket_path(void)
 {
 	const char *p = getenv("POSTERN_SOCKET");
@@ -141,7 +125,7 @@ static void peer_line(char tag, int kind, const char *text)
 	n = kind < 0 ? snprintf(line, sizeof line, "%c %s\n", tag, clean)
 		     : snprintf(line, sizeof line, "%c %d %s\n", tag, kind, clean);
 	if (n > 0 && peer_fd >= 0)
-		write_all_fd(peer_fd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+		write_full(peer_fd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
 static void peer_notice(const char *line)
@@ -226,7 +210,7 @@ static int spool_message(struct rbuf *r, uid_t uid, const char *name, struct per
 	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
 	n = snprintf(hdr, sizeof hdr, "Received: from local user %s (uid %u)\r\n\tby %s "
 		     "with postern; %s\r\n", name, (unsigned)uid, host, date);
-	if (write_all_fd(fd, hdr, (size_t)n) < 0)
+	if (write_full(fd, hdr, (size_t)n) < 0)
 		goto io;
 	for (;;) {
 		size_t have = r->len - r->pos;
@@ -236,7 +220,7 @@ static int spool_message(struct rbuf *r, uid_t uid, const char *name, struct per
 			return perr_set(e, PERR_DATA, "the message is larger than %ld MB; the "
 					"service refuses it", SYSTEM_MESSAGE_MAX / (1024 * 1024));
 		}
-		if (have && write_all_fd(fd, r->buf + r->pos, have) < 0)
+		if (have && write_full(fd, r->buf + r->pos, have) < 0)
 			goto io;
 		r->pos = r->len;
 		int f = rb_fill(r);
@@ -398,7 +382,7 @@ static void serve_smtp(const struct config *cfg, int fd, void (*notice)(const ch
 	static const char refuse[] = "554 5.7.1 postern serves loopback clients only\r\n";
 
 	if (getpeername(fd, (struct sockaddr *)&peer, &pl) < 0 || !is_loopback(&peer)) {
-		if (write_all_fd(fd, refuse, sizeof refuse - 1) < 0)
+		if (write_full(fd, refuse, sizeof refuse - 1) < 0)
 			e.kind = PERR_IO;
 		fprintf(stderr, "postern: system: refused a connection from a non-loopback peer\n");
 		return;
@@ -618,7 +602,7 @@ static int write_request(int fd, int argc, char **argv)
 	char esc[SYSTEM_LINE_MAX], in[65536];
 	ssize_t n;
 
-	if (write_all_fd(fd, MAGIC "\n", sizeof MAGIC) < 0)
+	if (write_full(fd, MAGIC "\n", sizeof MAGIC) < 0)
 		return -1;
 	for (int i = 1; i < argc && i < SYSTEM_ARGS_MAX; i++) {
 		size_t w = str_copy(esc, "A ", sizeof esc);
@@ -631,15 +615,15 @@ static int write_request(int fd, int argc, char **argv)
 				esc[w++] = (char)*s;
 		}
 		esc[w++] = '\n';
-		if (write_all_fd(fd, esc, w) < 0)
+		if (write_full(fd, esc, w) < 0)
 			return -1;
 	}
-	if (write_all_fd(fd, "\n", 1) < 0)
+	if (write_full(fd, "\n", 1) < 0)
 		return -1;
 	while ((n = read(STDIN_FILENO, in, sizeof in)) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 || write_all_fd(fd, in, (size_t)n) < 0)
+		if (n < 0 || write_full(fd, in, (size_t)n) < 0)
 			return -1;
 	}
 	return 0;
@@ -684,7 +668,7 @@ static int hand_over(int rfd, void (*notice)(const char *), struct perr *e)
 	while ((n = read(rfd, buf, sizeof buf)) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 || write_all_fd(sfd, buf, (size_t)n) < 0)
+		if (n < 0 || write_full(sfd, buf, (size_t)n) < 0)
 			break;   /* the service may have answered already: read it */
 	}
 	shutdown(sfd, SHUT_WR);

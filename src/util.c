@@ -3,6 +3,7 @@
 #include "autoconf.h"
 
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -89,6 +90,27 @@ size_t read_full(int fd, void *buf, size_t n)
 		got += (size_t)r;
 	}
 	return got;
+}
+
+int write_full(int fd, const void *buf, size_t n)
+{
+	const unsigned char *p = buf;
+
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -1;
+		if (w == 0) {
+			errno = EIO;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
 }
 
 int64_t mono_ms(void)
@@ -202,4 +224,26 @@ int open_regular(const char *path, int flags, mode_t mode, const char *what, str
 	if (fl >= 0 && (fl & O_NONBLOCK))
 		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
 	return fd;
+}
+
+int dynlib_load(int *state, const char *soname, const char *const names[], void *table,
+		size_t n)
+{
+	void *h, *sym;
+
+	if (*state)
+		return *state > 0;
+	*state = -1;
+	h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+	if (!h)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		sym = dlsym(h, names[i]);
+		if (!sym)
+			return 0;
+		/* a data pointer to a function pointer, as POSIX allows */
+		memcpy((char *)table + i * sizeof sym, &sym, sizeof sym);
+	}
+	*state = 1;
+	return 1;
 }

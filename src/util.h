@@ -26,6 +26,10 @@ size_t str_copy(char *dst, const char *src, size_t cap);
  * reads; returns how many were read (fewer at end of file or on error). */
 size_t read_full(int fd, void *buf, size_t n);
 
+/* Write all n bytes of buf to fd, retrying after EINTR and short writes;
+ * 0, or -1 with errno set (EIO when write made no progress). */
+int write_full(int fd, const void *buf, size_t n);
+
 /* Milliseconds from a monotonic clock. */
 int64_t mono_ms(void);
 
@@ -61,5 +65,13 @@ int open_regular(const char *path, int flags, mode_t mode, const char *what, str
 
 /* "a FIFO", "a directory", "a character device"... for a st_mode. */
 const char *file_type_name(mode_t mode);
+
+/* Load a library with dlopen (RTLD_NOW | RTLD_LOCAL) and resolve names[i]
+ * into the i-th function pointer of table (a struct of n function
+ * pointers, in the order of names).  Tried once per *state (0 before the
+ * first call); the library stays loaded.  Returns 1 when every name was
+ * resolved, 0 when the library or one of its functions is missing. */
+int dynlib_load(int *state, const char *soname, const char *const names[], void *table,
+		size_t n);
 
 #endif

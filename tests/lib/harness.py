@@ -319,6 +319,10 @@ class Case:
         if cfg.get("tls", "plain") != "plain" and "cert" not in cfg:
             ca = self.suite.ca()
             cfg["cert"], cfg["key"] = ca.server
+        # The server's own lifetime (smtpd.py: 120 s) is a safety net; a
+        # test that runs postern hundreds of times under the wrapper needs
+        # longer.  Every server is still stopped by PID when its test ends.
+        cfg.setdefault("lifetime", self.slow(120))
         srv = Server(cfg, self.dir, "server%d" % (len(self.servers) + 1))
         self.servers.append(srv)
         return srv

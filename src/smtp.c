@@ -1467,34 +1467,10 @@ static void drain(struct batch *b)
 	}
 }
 
-/* A command or message bytes could not be written (I/O, or the
- * last-guard check in cmd): the replies already received are read, then
- * the connection is closed and the session is over.  e is the failure;
- * with io set it is an I/O error on the connection, named with the peer
- * and what was being sent. */
-static int send_fail(struct batch *b, struct perr *e, int io, enum smtp_state st)
-{
-	struct perr why = *e;
-
-	if (io)
-		io_error(b->s, &why, IO_SEND, st);
-	/* Cut short in the body: a reply there is the server's verdict on
-	 * the message (552 too big, 554 content refused). */
-	if (io && st == ST_BODY && b->next > 0 && b->count < RING) {
-		b->ring[(b->head + b->count) % RING] = (struct expect){ X_LAST, b->next - 1, 0 };
-		b->count++;
-		tx_of(b, b->next - 1)->nexp++;
-	}
-	if (io && b->s->conn.fd >= 0)
-		drain(b);
-	*b->e = why;
-	conn_close(&b->s->conn);
-	b->broken = 1;
-	return -1;
-}
-
 /* A command could not be queued: cmd() said why (an I/O error named with
- * the peer, or the last-guard check). */
+ * the peer, or the last-guard check).  After an I/O error the replies
+ * already received are read first (drain), then the connection is closed
+ * and the session is over. */
 static int writer_fail(struct batch *b, struct perr *e)
 {
 	if (b->s->conn.fd >= 0 && e->cause == PERR_CAUSE_LOST)
@@ -1504,6 +1480,23 @@ static int writer_fail(struct batch *b, struct perr *e)
 	conn_close(&b->s->conn);
 	b->broken = 1;
 	return -1;
+}
+
+/* Message bytes could not be written: e (from conn) gets the peer and the
+ * stage.  A reply to a body cut short is the server's verdict on the
+ * message (552 too big, 554 content refused): it is expected, so that
+ * drain() applies it. */
+static int send_fail(struct batch *b, struct perr *e)
+{
+	struct perr why = *e;
+
+	io_error(b->s, &why, IO_SEND, ST_BODY);
+	if (b->next > 0 && b->count < RING) {
+		b->ring[(b->head + b->count) % RING] = (struct expect){ X_LAST, b->next - 1, 0 };
+		b->count++;
+		tx_of(b, b->next - 1)->nexp++;
+	}
+	return writer_fail(b, &why);
 }
 
 /* Close the connection on purpose, so that a message cannot go out. */
@@ -1579,7 +1572,7 @@ static int write_data_body(struct batch *b, size_t i)
 	body_init(&b->io.b, 1);
 	while ((rc = body_chunk(b, i, out, &n)) > 0) {
 		if (conn_write(&s->conn, out, n, b->e) < 0)
-			return send_fail(b, b->e, 1, ST_BODY);
+			return send_fail(b, b->e);
 		b->io.sent += n;
 	}
 	if (rc < 0)
@@ -1590,7 +1583,7 @@ static int write_data_body(struct batch *b, size_t i)
 	log_event("message sent: %llu bytes", (unsigned long long)b->io.sent);
 	log_wire('C', ".", 1);
 	if (conn_write(&s->conn, out, k + 3, b->e) < 0)
-		return send_fail(b, b->e, 1, ST_BODY);
+		return send_fail(b, b->e);
 	t->final_sent = 1;
 	return expect(b, X_LAST, i, 0);
 }
@@ -1633,7 +1626,7 @@ static int write_bdat_body(struct batch *b, size_t i, struct bdat_ahead *ba)
 		if (cmd(s, b->e, more ? "BDAT %zu" : "BDAT %zu LAST", ba->plen) < 0)
 			return writer_fail(b, b->e);
 		if (conn_write(&s->conn, ba->pending, ba->plen, b->e) < 0)
-			return send_fail(b, b->e, 1, ST_BODY);
+			return send_fail(b, b->e);
 		b->io.sent += ba->plen;
 		if (!more) {
 			t->final_sent = 1;

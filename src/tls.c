@@ -100,17 +100,6 @@ static int is_ip_literal(const char *host)
 	return inet_pton(AF_INET, host, tmp) == 1 || inet_pton(AF_INET6, host, tmp) == 1;
 }
 
-static void hexstr(const unsigned char *md, size_t n, char *out)
-{
-	static const char hx[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hx[md[i] >> 4];
-		out[2 * i + 1] = hx[md[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 /* The leaf certificate's SHA-256 as 64 lower-case hex digits. */
 static int leaf_fingerprint(SSL *ssl, char out[2 * FP_LEN + 1])
 {
@@ -120,7 +109,7 @@ static int leaf_fingerprint(SSL *ssl, char out[2 * FP_LEN + 1])
 
 	if (!cert || !X509_digest(cert, EVP_sha256(), md, &len) || len != FP_LEN)
 		return -1;
-	hexstr(md, len, out);
+	hex_encode(md, len, out);
 	return 0;
 }
 

@@ -113,6 +113,17 @@ int write_full(int fd, const void *buf, size_t n)
 	return 0;
 }
 
+void hex_encode(const unsigned char *p, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
 int64_t mono_ms(void)
 {
 	struct timespec ts;

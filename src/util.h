@@ -30,6 +30,9 @@ size_t read_full(int fd, void *buf, size_t n);
  * 0, or -1 with errno set (EIO when write made no progress). */
 int write_full(int fd, const void *buf, size_t n);
 
+/* The n bytes of p as 2n lower-case hex digits and a NUL into out. */
+void hex_encode(const unsigned char *p, size_t n, char *out);
+
 /* Milliseconds from a monotonic clock. */
 int64_t mono_ms(void);
 

@@ -61,6 +61,7 @@ static const char *const key_names[CFG_KEY_COUNT] = {
 	[CFG_USER] = "user",
 	[CFG_PASSWORD_COMMAND] = "password_command",
 	[CFG_PASSWORD] = "password",
+	[CFG_PASSWORD_CREDENTIAL] = "password_credential",
 	[CFG_FROM] = "from",
 	[CFG_DOMAIN] = "domain",
 	[CFG_TIMEOUT] = "timeout",
@@ -639,6 +640,13 @@ static int parse_value(struct account *a, enum cfg_key k, const char *v, char *w
 		return set_str(&a->password_command, v, why, cap);
 	case CFG_PASSWORD:
 		return set_str(&a->password, v, why, cap);
+	case CFG_PASSWORD_CREDENTIAL:
+		if (!v[0] || strchr(v, '/') || strcmp(v, ".") == 0 || strcmp(v, "..") == 0) {
+			snprintf(why, cap, "password_credential is the name of a systemd "
+				 "credential (LoadCredential=NAME:PATH), not a path");
+			return -1;
+		}
+		return set_str(&a->password_credential, v, why, cap);
 	case CFG_FROM:
 		if (check_from(v, why, cap) < 0)
 			return -1;
@@ -957,6 +965,7 @@ static void account_clear(struct account *a)
 	free(a->tls_key_file);
 	free(a->user);
 	free(a->password_command);
+	free(a->password_credential);
 	wipe_free(a->password);
 	free(a->from);
 	free(a->domain);
@@ -1001,6 +1010,9 @@ static void inherit_key(struct account *a, const struct account *d, enum cfg_key
 	case CFG_AUTH: a->auth = d->auth; break;
 	case CFG_USER: dup_field(&a->user, d->user); break;
 	case CFG_PASSWORD_COMMAND: dup_field(&a->password_command, d->password_command); break;
+	case CFG_PASSWORD_CREDENTIAL:
+		dup_field(&a->password_credential, d->password_credential);
+		break;
 	case CFG_PASSWORD:
 		wipe_free(a->password);
 		a->password = d->password ? xstrdup(d->password) : NULL;
@@ -1551,6 +1563,7 @@ static const char *value_text(const struct config *cfg, const struct account *a,
 	case CFG_USER: return a->user;
 	case CFG_PASSWORD_COMMAND: return a->password_command;
 	case CFG_PASSWORD: return a->password ? "********" : NULL;
+	case CFG_PASSWORD_CREDENTIAL: return a->password_credential;
 	case CFG_FROM: return a->from;
 	case CFG_DOMAIN: return a->domain;
 	case CFG_TIMEOUT: snprintf(buf, cap, "%d", a->timeout); return buf;

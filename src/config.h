@@ -25,7 +25,7 @@ enum auth_mech {
 enum cfg_key {
 	CFG_HOST, CFG_PORT, CFG_TLS, CFG_TLS_CA_FILE, CFG_TLS_FINGERPRINT,
 	CFG_TLS_CERT_FILE, CFG_TLS_KEY_FILE, CFG_TLS_MIN_VERSION, CFG_AUTH,
-	CFG_USER, CFG_PASSWORD_COMMAND, CFG_PASSWORD, CFG_FROM, CFG_DOMAIN,
+	CFG_USER, CFG_PASSWORD_COMMAND, CFG_PASSWORD, CFG_PASSWORD_CREDENTIAL, CFG_FROM, CFG_DOMAIN,
 	CFG_TIMEOUT, CFG_QUEUE, CFG_QUEUE_LIFETIME, CFG_ADD_HEADERS,
 	CFG_FROM_HEADER, CFG_LOCAL_DOMAINS, CFG_DSN_NOTIFY, CFG_DSN_RETURN,
 	CFG_LOG, CFG_ALIASES, CFG_ACCOUNT,
@@ -60,6 +60,7 @@ struct account {
 	char *user;
 	char *password_command;
 	char *password;                 /* wiped on free */
+	char *password_credential;      /* a file name in $CREDENTIALS_DIRECTORY */
 	char *from;                     /* may be a glob; NULL: USER@DOMAIN */
 	char *domain;                   /* EHLO name; NULL: this host's name */
 	int timeout;                    /* seconds */

@@ -567,6 +567,55 @@ static enum keyring_state keyring_lookup(const struct account *a, struct secret 
 }
 #endif
 
+/* ---- systemd credentials ----------------------------------------------------- */
+
+/* password_credential: systemd hands the service a copy of the secret
+ * (LoadCredential=NAME:PATH) in a directory only the service can read,
+ * named by $CREDENTIALS_DIRECTORY.  The secret is the file's first line. */
+static int read_credential(const struct account *a, struct secret *s, struct perr *e)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	char path[4096], buf[SECRET_MAX + 2];
+	int fd;
+	size_t n;
+
+	if (!dir || dir[0] != '/')
+		return perr_set(e, PERR_CONFIG, "account %s: password_credential = %s, but "
+				"$CREDENTIALS_DIRECTORY is not set: give the service "
+				"LoadCredential=%s:/etc/postern/%s in its unit (systemd 247 or "
+				"later), or use password_command",
+				a->name, a->password_credential, a->password_credential,
+				a->password_credential);
+	if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, a->password_credential) >=
+	    sizeof path)
+		return perr_set(e, PERR_CONFIG, "$CREDENTIALS_DIRECTORY is too long");
+	fd = open_regular(path, O_RDONLY, 0, "the credential", e);
+	if (fd < 0) {
+		int err = errno;
+		if (err == EINVAL)   /* not a regular file: open_regular said so */
+			return -1;
+		perr_set(e, PERR_CONFIG, "account %s: credential %s: %s; give the service "
+			 "LoadCredential=%s:PATH in its unit", a->name, path, strerror(err),
+			 a->password_credential);
+		return -1;
+	}
+	n = read_full(fd, buf, sizeof buf - 1);
+	close(fd);
+	buf[n] = '\0';
+	size_t len = strcspn(buf, "\r\n");
+	int nul = len < n && buf[len] == '\0';
+	if (len > SECRET_MAX || nul || len == 0) {
+		wipe(buf, sizeof buf);
+		return perr_set(e, PERR_CONFIG, "account %s: credential %s %s", a->name, path,
+				len == 0 ? "is empty; put the secret on its first line"
+				: len > SECRET_MAX ? "has a first line over 8192 bytes"
+				: "holds a NUL byte");
+	}
+	take(s, buf, len, SECRET_CREDENTIAL);
+	wipe(buf, sizeof buf);
+	return 0;
+}
+
 /* ---- resolving -------------------------------------------------------------- */
 
 static int none_found(const struct account *a, enum keyring_state ks, struct perr *e)
@@ -620,6 +669,8 @@ int secret_resolve(const struct account *a, struct secret *s, struct perr *e)
 		return oauth2_access_token(a, s, e);
 	if (a->password_command && *a->password_command)
 		return run_command(a, s, e);
+	if (a->password_credential)
+		return read_credential(a, s, e);
 #ifdef HAVE_LIBSECRET
 	if (a->host && a->user) {
 		ks = keyring_lookup(a, s);

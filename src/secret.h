@@ -1,8 +1,9 @@
 /* secret.h — the account's secret (password or OAuth2 token): one owner,
  * resolved before any connection is opened, wiped on free.
  *
- * Sources, in order: password_command, the keyring (libsecret; attributes
- * host, service = "smtp", user), password.  The secret never goes into
+ * Sources, in order: password_command, password_credential (a systemd
+ * credential: $CREDENTIALS_DIRECTORY/NAME), the keyring (libsecret;
+ * attributes host, service = "smtp", user), password.  The secret never goes into
  * argv, the environment of a child, a log line or an error text. */
 #ifndef POSTERN_SECRET_H
 #define POSTERN_SECRET_H
@@ -12,7 +13,9 @@
 #include "config.h"
 #include "errors.h"
 
-enum secret_source { SECRET_NONE = 0, SECRET_COMMAND, SECRET_KEYRING, SECRET_FILE };
+enum secret_source {
+	SECRET_NONE = 0, SECRET_COMMAND, SECRET_KEYRING, SECRET_FILE, SECRET_CREDENTIAL
+};
 
 struct secret {
 	char *value;               /* NUL-terminated; NULL when none needed */
@@ -41,6 +44,10 @@ int secret_needed(const struct account *a);
  * is locked: PERR_TEMP with cause PERR_CAUSE_SECRET; the text names the
  * exit status and the command's first stderr line (sanitised, never the
  * secret).  A first line over SECRET_MAX or holding a NUL: PERR_CONFIG.
+ * password_credential: the first line of $CREDENTIALS_DIRECTORY/NAME (a
+ * regular file, at most SECRET_MAX bytes on that line); the variable
+ * unset or the file missing or unreadable: PERR_CONFIG naming the
+ * LoadCredential= line that provides it.
  * No source at all: PERR_CONFIG saying which sources exist and how to set
  * one. */
 int secret_resolve(const struct account *a, struct secret *s, struct perr *e);

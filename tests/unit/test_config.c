@@ -179,6 +179,7 @@ static void test_all_keys(void **state)
 		"auth = SCRAM-SHA-256\n"
 		"user = joe\n"
 		"password_command = pass show mail/joe\n"
+		"password_credential = smtp-password\n"
 		"from = *@example.org\n"
 		"domain = laptop.example.org\n"
 		"timeout = 3600\n"
@@ -213,6 +214,7 @@ static void test_all_keys(void **state)
 	assert_int_equal(a->tls_min_version, 13);
 	assert_int_equal(a->auth, AUTH_SCRAM_SHA_256);
 	assert_string_equal(a->password_command, "pass show mail/joe");
+	assert_string_equal(a->password_credential, "smtp-password");
 	assert_string_equal(a->domain, "laptop.example.org");
 	assert_int_equal(a->timeout, 3600);
 	assert_int_equal(a->queue, 0);
@@ -224,6 +226,23 @@ static void test_all_keys(void **state)
 	assert_string_equal(a->dsn_return, "hdrs");
 	assert_string_equal(a->log, "/var/log/postern.log");
 	config_free(&cfg);
+}
+
+/* password_credential names a credential, never a path. */
+static void test_credential_name(void **state)
+{
+	static const char *const bad[] = { "/etc/postern/pw", "../pw", "..", "." };
+	struct config cfg;
+	struct perr e;
+	char text[128];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(text, sizeof text, "[a]\nhost = h\npassword_credential = %s\n", bad[i]);
+		assert_int_equal(load_text(&cfg, text, 0600, &e), -1);
+		assert_int_equal(e.kind, PERR_CONFIG);
+		assert_non_null(strstr(e.text, "password_credential is the name of a systemd"));
+	}
 }
 
 static void test_tls_implicit_port(void **state)
@@ -812,6 +831,7 @@ int main(void)
 		cmocka_unit_test(test_minimal_defaults),
 		cmocka_unit_test(test_spec_example),
 		cmocka_unit_test(test_all_keys),
+		cmocka_unit_test(test_credential_name),
 		cmocka_unit_test(test_tls_implicit_port),
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_inheritance),

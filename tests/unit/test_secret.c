@@ -348,6 +348,56 @@ static void test_file_password(void **state)
 	secret_free(&s);
 }
 
+/* password_credential: $CREDENTIALS_DIRECTORY/NAME, as systemd's
+ * LoadCredential= provides it; before the keyring and password. */
+static void test_credential(void **state)
+{
+	char dir[] = "/tmp/postern-cred-XXXXXX", path[128];
+	struct account a = make_account("joe", NULL, "from-file");
+	struct secret s;
+	struct perr e;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/smtp-password", dir);
+	a.password_credential = "smtp-password";
+	/* no $CREDENTIALS_DIRECTORY: a configuration error naming the fix */
+	unsetenv("CREDENTIALS_DIRECTORY");
+	assert_int_equal(secret_resolve(&a, &s, &e), -1);
+	assert_int_equal(e.kind, PERR_CONFIG);
+	assert_non_null(strstr(e.text, "LoadCredential=smtp-password:"));
+	assert_null(s.value);
+	/* the directory set, the file missing */
+	setenv("CREDENTIALS_DIRECTORY", dir, 1);
+	assert_int_equal(secret_resolve(&a, &s, &e), -1);
+	assert_int_equal(e.kind, PERR_CONFIG);
+	assert_non_null(strstr(e.text, "No such file"));
+	/* the first line, without its line end, wins over password */
+	assert_non_null(f = fopen(path, "w"));
+	fputs("s3cret\r\nsecond line\n", f);
+	fclose(f);
+	assert_int_equal(secret_resolve(&a, &s, &e), 0);
+	assert_string_equal(s.value, "s3cret");
+	assert_int_equal(s.len, 6);
+	assert_int_equal(s.source, SECRET_CREDENTIAL);
+	secret_free(&s);
+	/* an empty credential is refused */
+	assert_non_null(f = fopen(path, "w"));
+	fclose(f);
+	assert_int_equal(secret_resolve(&a, &s, &e), -1);
+	assert_int_equal(e.kind, PERR_CONFIG);
+	assert_non_null(strstr(e.text, "is empty"));
+	/* a directory in its place: refused at once */
+	unlink(path);
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_equal(secret_resolve(&a, &s, &e), -1);
+	assert_int_equal(e.kind, PERR_CONFIG);
+	rmdir(path);
+	rmdir(dir);
+	unsetenv("CREDENTIALS_DIRECTORY");
+}
+
 static void test_no_source(void **state)
 {
 	struct account a = make_account("joe", NULL, NULL);
@@ -470,6 +520,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(test_command_stdin),
 	    cmocka_unit_test(test_command_signals),
 	    cmocka_unit_test(test_file_password),
+	    cmocka_unit_test(test_credential),
 	    cmocka_unit_test(test_no_source),
 #ifdef HAVE_LIBSECRET
 	    cmocka_unit_test(test_keyring),

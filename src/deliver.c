@@ -366,7 +366,7 @@ static void unqueued(struct perr *e, const struct perr *qerr, const struct perr 
 /* Spool the caller's message after why (NULL for -odq). */
 static int queue_new(struct queue *q, const struct account *a, const struct message *m,
 		     const struct smtp_envelope *env, const struct perr *why,
-		     struct deliver_result *res, struct perr *e)
+		     const struct deliver_req *req, struct deliver_result *res, struct perr *e)
 {
 	struct queue_env qe = {
 		.account = a->name,
@@ -381,6 +381,8 @@ static int queue_new(struct queue *q, const struct account *a, const struct mess
 		.wire_size = (long long)env->size,
 		.attempts = why ? 1 : 0,
 		.last_error = why ? (char *)why->text : NULL,
+		.owned = req->owned,
+		.owner = req->owner,
 	};
 	struct perr qerr = { 0 };
 
@@ -398,6 +400,7 @@ static int queue_new(struct queue *q, const struct account *a, const struct mess
 
 /* Everything deliver_message holds, so one cleanup frees it. */
 struct send_state {
+	const struct deliver_req *req;
 	struct rcpts r;
 	struct aliases al;
 	struct secret s;
@@ -451,7 +454,7 @@ static int keep(struct send_state *st, const struct account *a, const struct mes
 		}
 		st->q_open = 1;
 	}
-	if (queue_new(&st->q, a, m, env, why, res, e) < 0)
+	if (queue_new(&st->q, a, m, env, why, st->req, res, e) < 0)
 		return -1;
 	log_event("queued as %s", res->queue_id);
 	return 0;
@@ -509,7 +512,7 @@ static int attempt(struct send_state *st, const struct account *a, const struct 
 int deliver_message(const struct config *cfg, const struct deliver_req *req, struct message *m,
 		    struct deliver_result *res, struct perr *e)
 {
-	struct send_state st = { 0 };
+	struct send_state st = { .req = req };
 	const struct account *a;
 	const char *sender;
 	char sender_buf[512];
@@ -887,6 +890,8 @@ static void format_age(char *buf, size_t cap, long long secs)
 struct listing {
 	FILE *out;
 	const char *dir;
+	int filtered;   /* only the messages of owner */
+	uid_t owner;
 	size_t queued, held, failed, damaged, shown_failed;
 };
 
@@ -918,6 +923,8 @@ static int list_one(void *ctx, const struct queue_entry *ent)
 	char age[32], next[32], line[PERR_TEXT_MAX];
 	time_t now = time(NULL);
 
+	if (l->filtered && (!qe || !qe->owned || qe->owner != l->owner))
+		return 0;
 	list_header(l, ent->state);
 	if (ent->state == QUEUE_DAMAGED) {
 		list_damaged(l, ent);
@@ -960,10 +967,10 @@ static int list_one(void *ctx, const struct queue_entry *ent)
 	return 0;
 }
 
-int deliver_list_queue(FILE *out, struct perr *e)
+static int list_queue(FILE *out, const struct listing *how, struct perr *e)
 {
 	struct queue q;
-	struct listing l = { .out = out };
+	struct listing l = *how;
 	int rc;
 
 	if (open_queue(&q, e) < 0)
@@ -979,4 +986,18 @@ int deliver_list_queue(FILE *out, struct perr *e)
 		fprintf(out, "\nqueued %zu, held %zu, failed %zu, damaged %zu\n", l.queued, l.held,
 			l.failed, l.damaged);
 	return 0;
+}
+
+int deliver_list_queue(FILE *out, struct perr *e)
+{
+	struct listing l = { .out = out };
+
+	return list_queue(out, &l, e);
+}
+
+int deliver_list_queue_of(FILE *out, uid_t owner, struct perr *e)
+{
+	struct listing l = { .out = out, .filtered = 1, .owner = owner };
+
+	return list_queue(out, &l, e);
 }

@@ -30,6 +30,10 @@ struct deliver_req {
 	const char *dsn_notify, *dsn_return, *dsn_envid;
 	const char *body_type;     /* -B */
 	int queue_only;            /* -odq */
+	/* System mode: the caller's uid, recorded with a queued message
+	 * (queue_env.owner); owned 0: none. */
+	int owned;
+	uid_t owner;
 	/* One line for the person (a queued message's id and reason, a
 	 * failed queued message); may be NULL. */
 	void (*notice)(const char *line);
@@ -60,5 +64,10 @@ int deliver_flush(const struct config *cfg, int due_only, void (*notice)(const c
 
 /* postern -bp / mailq: print the queue to out. */
 int deliver_list_queue(FILE *out, struct perr *e);
+
+/* The same for one local user of the system queue: only the messages the
+ * service recorded as owner's (damaged entries, which name no owner, are
+ * left out). */
+int deliver_list_queue_of(FILE *out, uid_t owner, struct perr *e);
 
 #endif

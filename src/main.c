@@ -127,11 +127,58 @@ static int do_flush(const struct cli *c)
 	return rc < 0 ? fail(&e) : EX_OK;
 }
 
-static int do_list(void)
+/* mailq: the queue of one's own configuration; without one, the
+ * caller's messages in the system queue (all of them for root), asked of
+ * the service; root with a configuration of its own sees both. */
+static int do_list(const struct cli *c)
 {
 	struct perr e = { 0 };
+	char dir[4096], line[4200];
+	int kept, r;
 
-	return deliver_list_queue(stdout, &e) < 0 ? fail(&e) : EX_OK;
+	if (config_have_own(c->config_file)) {
+		if (deliver_list_queue(stdout, &e) < 0)
+			return fail(&e);
+		if (getuid() != 0)
+			return EX_OK;
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&buf, &len);
+		if (f && system_request(SYSTEM_MAILQ, f, notice, &e) == 0) {
+			fclose(f);
+			printf("\nThe system queue (postern --system):\n%s", buf);
+		} else if (f) {
+			fclose(f);   /* no service here: root's own queue is all there is */
+		}
+		free(buf);
+		fflush(stdout);
+		return EX_OK;
+	}
+	kept = system_outbox_count(dir, sizeof dir);
+	if (kept) {
+		snprintf(line, sizeof line, "%d message(s) kept in %s wait to be handed over to "
+			 "the service (postern -q)", kept, dir);
+		notice(line);
+	}
+	r = system_request(SYSTEM_MAILQ, stdout, notice, &e);
+	return r != 0 ? fail(&e) : EX_OK;
+}
+
+/* postern -q without a configuration of its own: hand over the outbox;
+ * root also has the service run the system queue. */
+static int do_flush_system(const struct cli *c)
+{
+	struct perr e = { 0 }, se = { 0 };
+	int own = config_have_own(c->config_file), rc = EX_OK, r;
+
+	if (!own && system_flush_outbox(notice, &e) < 0)
+		rc = fail(&e);
+	if (getuid() != 0)
+		return rc;
+	r = system_request(SYSTEM_FLUSH, NULL, notice, &se);
+	if (r < 0 || (r == 1 && !own))   /* with its own queue, root may have no service */
+		rc = rc == EX_OK ? fail(&se) : rc;
+	return rc;
 }
 
 /* The configuration and the account -a/-f pick, or NULL (cfg freed, e
@@ -302,16 +349,18 @@ int main(int argc, char **argv)
 	case CLI_NEWALIASES:
 		return EX_OK;
 	case CLI_QUEUE_LIST:
-		return do_list();
+		return do_list(&c);
 	case CLI_SYSTEM:
 		rc = system_serve(&c, notice, &e);
 		tls_cleanup();
 		return rc < 0 ? fail(&e) : EX_OK;
 	case CLI_QUEUE_RUN:
-		if (!config_have_own(c.config_file))   /* hand over the outbox */
-			return system_flush_outbox(notice, &e) < 0 ? fail(&e) : EX_OK;
+		if (!config_have_own(c.config_file))   /* the outbox; root: the system queue */
+			return do_flush_system(&c);
 		rc = do_flush(&c);
 		tls_cleanup();
+		if (getuid() == 0 && do_flush_system(&c) != EX_OK && rc == EX_OK)
+			rc = EX_TEMPFAIL;
 		return rc;
 	case CLI_CHECK:
 		return do_check(&c);

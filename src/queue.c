@@ -270,6 +270,8 @@ static void format_env(const struct queue_env *env, struct tbuf *b)
 		tb_kv(b, "last_error", env->last_error);
 	if (env->wire_size > 0)
 		tb_add(b, "wire_size %lld\n", env->wire_size);
+	if (env->owned)
+		tb_add(b, "owner %lu\n", (unsigned long)env->owner);
 	tb_add(b, "end\n");
 }
 
@@ -288,7 +290,7 @@ enum {
 	K_ID = 1 << 0, K_ACCOUNT = 1 << 1, K_SENDER = 1 << 2, K_8BIT = 1 << 3,
 	K_UTF8 = 1 << 4, K_NOTIFY = 1 << 5, K_RET = 1 << 6, K_ENVID = 1 << 7,
 	K_SIZE = 1 << 8, K_CREATED = 1 << 9, K_NEXT = 1 << 10, K_ATTEMPTS = 1 << 11,
-	K_ERROR = 1 << 12, K_WIRE = 1 << 13,
+	K_ERROR = 1 << 12, K_WIRE = 1 << 13, K_OWNER = 1 << 14,
 	K_REQUIRED = K_ID | K_ACCOUNT | K_SENDER | K_8BIT | K_UTF8 | K_SIZE | K_CREATED |
 		     K_NEXT | K_ATTEMPTS,
 };
@@ -302,7 +304,7 @@ static const struct env_key {
 	{ "body_8bit", K_8BIT, 1 },  { "smtputf8", K_UTF8, 1 },     { "dsn_notify", K_NOTIFY, 0 },
 	{ "dsn_return", K_RET, 0 },  { "dsn_envid", K_ENVID, 0 },   { "size", K_SIZE, 1 },
 	{ "created", K_CREATED, 1 }, { "next_try", K_NEXT, 1 },     { "attempts", K_ATTEMPTS, 1 },
-	{ "last_error", K_ERROR, 0 }, { "wire_size", K_WIRE, 1 },
+	{ "last_error", K_ERROR, 0 }, { "wire_size", K_WIRE, 1 },   { "owner", K_OWNER, 1 },
 };
 
 static void set_field(struct queue_env *env, unsigned flag, const char *val, long long num)
@@ -322,6 +324,7 @@ static void set_field(struct queue_env *env, unsigned flag, const char *val, lon
 	case K_ATTEMPTS: env->attempts = (unsigned)num; break;
 	case K_ERROR: env->last_error = xstrdup(val); break;
 	case K_WIRE: env->wire_size = num; break;
+	case K_OWNER: env->owned = 1; env->owner = (uid_t)num; break;
 	}
 }
 

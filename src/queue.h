@@ -61,6 +61,11 @@ struct queue_env {
 	time_t next_try;
 	unsigned attempts;
 	char *last_error;        /* one line, sanitised; NULL before any attempt */
+	/* System mode: the local user who handed the message to the service
+	 * (its uid from SO_PEERCRED), so that mailq can show each user their
+	 * own messages only.  owned 0: a message of the queue's own user. */
+	int owned;
+	uid_t owner;
 };
 
 /* Open (and create, mode 0700) the spool: dir if given, else

@@ -32,6 +32,8 @@
 #include "util.h"
 
 #define MAGIC "POSTERN-HANDOFF 1"
+#define MAGIC_MAILQ "POSTERN-MAILQ 1"
+#define MAGIC_FLUSH "POSTERN-FLUSH 1"
 /* The caller waits this long for the service's answer: delivery may wait
  * 10 minutes for the reply to the end of data (SPEC 3, timeout). */
 #define ANSWER_TIMEOUT_S 900
@@ -164,9 +166,6 @@ static int read_args(struct rbuf *r, char ***argvp, int *argcp, struct perr *e)
 
 	*argvp = argv;
 	argv[0] = xstrdup("sendmail");
-	if (rb_line(r, line, sizeof line) != 1 || strcmp(line, MAGIC) != 0)
-		return perr_set(e, PERR_PROTOCOL, "not a postern handoff (first line is not %s)",
-				MAGIC);
 	for (;;) {
 		if (rb_line(r, line, sizeof line) != 1)
 			return perr_set(e, PERR_PROTOCOL, "handoff: the argument list ended early "
@@ -278,38 +277,22 @@ static void service_log(uid_t uid, const char *name, const char *what, const cha
 		clean[0] ? ": " : "", clean);
 }
 
-static void serve_handoff(const struct config *cfg, int fd)
+static void serve_handoff(const struct config *cfg, struct rbuf *r, const struct ucred *cr,
+			  const char *name)
 {
-	static struct rbuf r;   /* 8 KB: not on the stack */
-	struct ucred cred;
-	socklen_t cl = sizeof cred;
-	struct passwd *pw;
-	char name[64], **argv = NULL;
+	struct ucred cred = *cr;
+	char **argv = NULL;
 	int argc = 1, mfd = -1, rc = -1;
 	struct cli c;
 	struct perr e = { 0 };
 	struct message m = { .body_fd = -1 };
 	struct deliver_result res = { 0 };
 
-	memset(&r, 0, sizeof r);
-	r.fd = fd;
-	r.deadline = mono_ms() + SYSTEM_TIMEOUT_S * 1000LL;
-	peer_fd = fd;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
-		perr_set(&e, PERR_OS, "cannot learn the caller's uid: %s", strerror(errno));
-		peer_line('R', (int)e.kind, e.text);
-		return;
-	}
-	pw = getpwuid(cred.uid);
-	if (pw && str_is_printable(pw->pw_name, 0) && !strpbrk(pw->pw_name, " ()"))
-		str_copy(name, pw->pw_name, sizeof name);
-	else
-		snprintf(name, sizeof name, "uid%u", (unsigned)cred.uid);
-	if (read_args(&r, &argv, &argc, &e) == 0 && cli_parse(&c, argc, argv, &e) == 0) {
+	if (read_args(r, &argv, &argc, &e) == 0 && cli_parse(&c, argc, argv, &e) == 0) {
 		if (c.mode != CLI_SEND) {
 			perr_set(&e, PERR_USAGE, "the postern service only takes messages to send; "
 				 "run that command with a configuration of your own");
-		} else if ((mfd = spool_message(&r, cred.uid, name, &e)) >= 0 &&
+		} else if ((mfd = spool_message(r, cred.uid, name, &e)) >= 0 &&
 			   message_read(&m, mfd, c.extract, &e) == 0) {
 			struct deliver_req req = {
 				.from = c.from ? c.from : c.extract ? NULL : name,
@@ -323,6 +306,8 @@ static void serve_handoff(const struct config *cfg, int fd)
 				.body_type = c.body_type,
 				.queue_only = c.queue_only,
 				.notice = peer_notice,
+				.owned = 1,
+				.owner = cred.uid,
 			};
 			if (c.from && c.from[0] && !allowed_sender(cfg, NULL, c.from))
 				peer_notice("the envelope sender given with -f is not one the "
@@ -348,6 +333,102 @@ static void serve_handoff(const struct config *cfg, int fd)
 		service_log(cred.uid, name, "delivered", "");
 		peer_line('R', 0, "delivered");
 	}
+}
+
+/* mailq through the service: root and the service's own user see the
+ * whole queue, anyone else only the messages they handed over.  The
+ * listing goes to an unlinked temporary file first, then to the peer as
+ * "L <line>" lines. */
+static void serve_mailq(const struct ucred *cred, const char *name)
+{
+	struct perr e = { 0 };
+	FILE *f = tmpfile();
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int rc;
+
+	if (!f) {
+		perr_set(&e, PERR_TEMP, "the service cannot create a temporary file: %s",
+			 strerror(errno));
+		peer_line('R', (int)e.kind, e.text);
+		return;
+	}
+	if (cred->uid == 0 || cred->uid == geteuid())
+		rc = deliver_list_queue(f, &e);
+	else
+		rc = deliver_list_queue_of(f, cred->uid, &e);
+	rewind(f);
+	while (rc == 0 && (n = getline(&line, &cap, f)) > 0) {
+		if (write_full(peer_fd, "L ", 2) < 0 || write_full(peer_fd, line, (size_t)n) < 0)
+			break;
+	}
+	free(line);
+	fclose(f);
+	service_log(cred->uid, name, "listed the queue", rc < 0 ? e.text : "");
+	peer_line('R', rc < 0 ? (int)e.kind : 0, rc < 0 ? e.text : "listed");
+}
+
+/* postern -q through the service: root (or the service's own user) only;
+ * every queued message is tried now, holds lifted. */
+static void serve_flush(const struct config *cfg, const struct ucred *cred, const char *name)
+{
+	struct perr e = { 0 };
+	int rc;
+
+	if (cred->uid != 0 && cred->uid != geteuid()) {
+		perr_set(&e, PERR_AUTH, "only root runs the system queue; your own messages are "
+			 "retried by the service");
+		service_log(cred->uid, name, "refused a queue run", "");
+		peer_line('R', (int)e.kind, e.text);
+		return;
+	}
+	rc = deliver_flush(cfg, 0, peer_notice, &e);
+	service_log(cred->uid, name, "ran the queue", rc < 0 ? e.text : "");
+	peer_line('R', rc < 0 ? (int)e.kind : 0, rc < 0 ? e.text : "the queue was run");
+}
+
+/* One connection on the UNIX socket: who is calling, and what for. */
+static void serve_unix(const struct config *cfg, int fd)
+{
+	static struct rbuf r;   /* 8 KB: not on the stack */
+	struct ucred cred;
+	socklen_t cl = sizeof cred;
+	struct passwd *pw;
+	char name[64], first[64] = "";
+	struct perr e = { 0 };
+
+	memset(&r, 0, sizeof r);
+	r.fd = fd;
+	r.deadline = mono_ms() + SYSTEM_TIMEOUT_S * 1000LL;
+	peer_fd = fd;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+		perr_set(&e, PERR_OS, "cannot learn the caller's uid: %s", strerror(errno));
+		peer_line('R', (int)e.kind, e.text);
+		return;
+	}
+	pw = getpwuid(cred.uid);
+	if (pw && str_is_printable(pw->pw_name, 0) && !strpbrk(pw->pw_name, " ()"))
+		str_copy(name, pw->pw_name, sizeof name);
+	else
+		snprintf(name, sizeof name, "uid%u", (unsigned)cred.uid);
+	if (rb_line(&r, first, sizeof first) != 1)
+		first[0] = '\0';
+	if (strcmp(first, MAGIC) == 0) {
+		serve_handoff(cfg, &r, &cred, name);
+		return;
+	}
+	if (strcmp(first, MAGIC_MAILQ) == 0) {
+		serve_mailq(&cred, name);
+		return;
+	}
+	if (strcmp(first, MAGIC_FLUSH) == 0) {
+		serve_flush(cfg, &cred, name);
+		return;
+	}
+	perr_set(&e, PERR_PROTOCOL, "not a postern request (the first line is not %s)", MAGIC);
+	service_log(cred.uid, name, "refused", e.text);
+	peer_line('R', (int)e.kind, e.text);
 }
 
 /* ---- the service: connections ---------------------------------------------- */
@@ -398,7 +479,7 @@ static void serve_conn(const struct config *cfg, int fd, void (*notice)(const ch
 	socklen_t ml = sizeof me;
 
 	if (getsockname(fd, (struct sockaddr *)&me, &ml) == 0 && me.ss_family == AF_UNIX)
-		serve_handoff(cfg, fd);
+		serve_unix(cfg, fd);
 	else
 		serve_smtp(cfg, fd, notice);
 }
@@ -650,21 +731,57 @@ static int connect_service(void)
 	return fd;
 }
 
+/* Read the service's answer on sfd: notices to notice, listing lines to
+ * out (may be NULL), then the result into e.  0: answered (kind
+ * PERR_NONE: done, text says how); 1: the connection ended without one. */
+static int read_answer(int sfd, FILE *out, void (*notice)(const char *), struct perr *e)
+{
+	static struct rbuf r;
+	char line[PERR_TEXT_MAX + 96], clean[sizeof line];
+
+	memset(&r, 0, sizeof r);
+	r.fd = sfd;
+	r.deadline = mono_ms() + ANSWER_TIMEOUT_S * 1000LL;
+	while (rb_line(&r, line, sizeof line) == 1) {
+		log_sanitize(clean, sizeof clean, line, strlen(line));
+		if (clean[0] == 'N' && clean[1] == ' ') {
+			if (notice)
+				notice(clean + 2);
+			continue;
+		}
+		if (clean[0] == 'L' && clean[1] == ' ') {
+			if (out)
+				fprintf(out, "%s\n", clean + 2);
+			continue;
+		}
+		int kind, off = 0;
+		if (clean[0] != 'R' || sscanf(clean + 1, " %d %n", &kind, &off) != 1 || !off ||
+		    kind < PERR_NONE || kind > PERR_CONFIG)
+			break;
+		perr_set(e, (enum perr_kind)kind, "%s", clean + 1 + off);
+		return 0;
+	}
+	perr_set(e, PERR_TEMP, "the service closed the connection without an answer");
+	return 1;
+}
+
 /* Hand one request file over.  1: the service could not be reached (or
  * went away before answering: the file stays); 0: answered, e holds the
  * answer (kind PERR_NONE: delivered or queued, text says which). */
 static int hand_over(int rfd, void (*notice)(const char *), struct perr *e)
 {
-	static struct rbuf r;
-	char line[PERR_TEXT_MAX + 96], buf[65536];
-	int sfd = connect_service();
+	char buf[65536];
+	int sfd = connect_service(), r;
 	ssize_t n;
 
 	if (sfd < 0)
 		return perr_set(e, PERR_TEMP, "%s", strerror(errno)), 1;
 	signal(SIGPIPE, SIG_IGN);
-	if (lseek(rfd, 0, SEEK_SET) < 0)
-		goto gone;
+	if (lseek(rfd, 0, SEEK_SET) < 0) {
+		close(sfd);
+		return perr_set(e, PERR_TEMP, "cannot read the kept message: %s",
+				strerror(errno)), 1;
+	}
 	while ((n = read(rfd, buf, sizeof buf)) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -672,29 +789,9 @@ static int hand_over(int rfd, void (*notice)(const char *), struct perr *e)
 			break;   /* the service may have answered already: read it */
 	}
 	shutdown(sfd, SHUT_WR);
-	memset(&r, 0, sizeof r);
-	r.fd = sfd;
-	r.deadline = mono_ms() + ANSWER_TIMEOUT_S * 1000LL;
-	while (rb_line(&r, line, sizeof line) == 1) {
-		char clean[sizeof line];
-		log_sanitize(clean, sizeof clean, line, strlen(line));
-		if (clean[0] == 'N' && clean[1] == ' ') {
-			if (notice)
-				notice(clean + 2);
-			continue;
-		}
-		int kind, off = 0;
-		if (clean[0] != 'R' || sscanf(clean + 1, " %d %n", &kind, &off) != 1 || !off ||
-		    kind < PERR_NONE || kind > PERR_CONFIG)
-			break;
-		close(sfd);
-		perr_set(e, (enum perr_kind)kind, "%s", clean + 1 + off);
-		return 0;
-	}
-gone:
-	perr_set(e, PERR_TEMP, "the service closed the connection without an answer");
+	r = read_answer(sfd, NULL, notice, e);
 	close(sfd);
-	return 1;
+	return r;
 }
 
 static void unreachable_hint(char *buf, size_t cap, const char *why)
@@ -861,4 +958,48 @@ int system_handoff(int argc, char **argv, void (*notice)(const char *line), stru
 	if (dir[0])
 		flush_dir(dir, id, notice, &left, &last);
 	return 0;
+}
+
+int system_request(enum system_request what, FILE *out, void (*notice)(const char *line),
+		   struct perr *e)
+{
+	const char *magic = what == SYSTEM_MAILQ ? MAGIC_MAILQ "\n" : MAGIC_FLUSH "\n";
+	char hint[PERR_TEXT_MAX];
+	int sfd = connect_service();
+
+	if (sfd < 0) {
+		unreachable_hint(hint, sizeof hint, strerror(errno));
+		return perr_set(e, PERR_TEMP, "%s", hint), 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (write_full(sfd, magic, strlen(magic)) < 0) {
+		close(sfd);
+		return perr_set(e, PERR_TEMP, "the postern service closed the connection: %s",
+				strerror(errno));
+	}
+	shutdown(sfd, SHUT_WR);
+	read_answer(sfd, out, notice, e);
+	close(sfd);
+	if (out)
+		fflush(out);
+	if (e->kind != PERR_NONE)
+		return -1;
+	perr_clear(e);
+	return 0;
+}
+
+int system_outbox_count(char *dir, size_t cap)
+{
+	DIR *d;
+	struct dirent *de;
+	int n = 0;
+
+	if (outbox_dir(dir, cap) < 0 || !(d = opendir(dir)))
+		return 0;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.' && strncmp(de->d_name, "tmp.", 4) != 0 &&
+		    strcmp(de->d_name, "failed") != 0)
+			n++;
+	closedir(d);
+	return n;
 }

@@ -34,6 +34,8 @@
 #ifndef POSTERN_SYSTEM_H
 #define POSTERN_SYSTEM_H
 
+#include <stdio.h>
+
 #include "cli.h"
 #include "errors.h"
 
@@ -65,5 +67,23 @@ int system_handoff(int argc, char **argv, void (*notice)(const char *line), stru
 /* `postern -q` without a configuration: hand over what the outbox keeps.
  * 0, or -1 with e filled (the service unreachable: PERR_TEMP). */
 int system_flush_outbox(void (*notice)(const char *line), struct perr *e);
+
+/* Requests to the service on the same socket (first line, then the end
+ * of the caller's writing):
+ *   "POSTERN-MAILQ 1": the queue listing as "L <line>" lines — the whole
+ *       queue for root and the service's own user, only the messages
+ *       they handed over (the owner recorded in each) for anyone else;
+ *   "POSTERN-FLUSH 1": run the whole queue now (root and the service's
+ *       user only; anyone else: kind PERR_AUTH).
+ * Both end with one "R <kind> <text>" line.  0; 1 when the service
+ * cannot be reached (e: PERR_TEMP saying how to start it); -1 with e
+ * filled with the service's refusal. */
+enum system_request { SYSTEM_MAILQ, SYSTEM_FLUSH };
+int system_request(enum system_request what, FILE *out, void (*notice)(const char *line),
+		   struct perr *e);
+
+/* How many messages the caller's outbox keeps (not yet handed over);
+ * dir gets its path. */
+int system_outbox_count(char *dir, size_t cap);
 
 #endif

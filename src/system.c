@@ -589,19 +589,14 @@ static int listen_loop(const struct config *cfg, int lfd, void (*notice)(const c
 int system_serve(const struct cli *c, void (*notice)(const char *line), struct perr *e)
 {
 	struct config cfg = { 0 };
-	const char *qdir = getenv("POSTERN_QUEUE_DIR"), *state = getenv("STATE_DIRECTORY");
-	char buf[4096];
+	const char *qdir = getenv("POSTERN_QUEUE_DIR");
 	int rc = 0;
 
-	/* The service's own queue: never the personal spool of its user
-	 * (or root's /var/spool/postern). */
-	if (!qdir || !qdir[0]) {
-		if (state && state[0] == '/' && !strchr(state, ':'))
-			snprintf(buf, sizeof buf, "%s/queue", state);
-		else
-			str_copy(buf, SYSTEM_QUEUE_DIR, sizeof buf);
-		setenv("POSTERN_QUEUE_DIR", buf, 1);
-	}
+	/* The service's own queue: never the personal spool of its user, nor
+	 * root's /var/spool/postern (mode 0700: the service could not reach
+	 * a directory inside it). */
+	if (!qdir || !qdir[0])
+		setenv("POSTERN_QUEUE_DIR", SYSTEM_QUEUE_DIR, 1);
 	int lfd = c->listen ? listen_on(c->listen, e) : -1;
 
 	if (c->listen && lfd < 0)

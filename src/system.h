@@ -41,7 +41,7 @@
 
 #define SYSTEM_CONFIG_PATH "/etc/postern/system.smtprc"
 #define SYSTEM_SOCKET_PATH "/run/postern/submit"
-#define SYSTEM_QUEUE_DIR "/var/spool/postern/system"
+#define SYSTEM_QUEUE_DIR "/var/spool/postern-system"
 /* Connections served at once with --listen; more wait in the backlog. */
 #define SYSTEM_CHILDREN_MAX 32
 /* A larger message is refused (65): providers take 25-50 MB. */

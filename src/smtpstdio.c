@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -46,6 +47,7 @@ struct session {
 	size_t olen;
 	int write_failed;
 	char host[256];
+	char helo[64];   /* the client's EHLO/HELO name, sanitised */
 	/* The transaction. */
 	int in_mail;
 	char from[ADDR_MAX + 1];
@@ -553,6 +555,22 @@ static int data_byte(enum dstate *st, unsigned char c, struct dsink *k)
 	return 0;
 }
 
+/* The Received header of a message from the loopback listener. */
+static void put_received(struct session *s, struct dsink *k)
+{
+	char date[64], hdr[512];
+	time_t now = time(NULL);
+	struct tm tm;
+	int n;
+
+	localtime_r(&now, &tm);
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	n = snprintf(hdr, sizeof hdr, "Received: from %s (%s)\r\n\tby %s with postern; %s\r\n",
+		     s->helo[0] ? s->helo : "unknown", s->o->received_from, s->host, date);
+	for (int i = 0; i < n && (size_t)i < sizeof hdr - 1; i++)
+		sink_put(k, (unsigned char)hdr[i]);
+}
+
 /* Read DATA (after the 354) into an unlinked temporary file.  Returns
  * its descriptor at offset 0; -2 when the message was read to its end
  * but could not be kept (s->e filled: reply 451 and go on); -1 when the
@@ -575,6 +593,8 @@ static int read_data(struct session *s)
 	} else {
 		unlink(path);
 	}
+	if (s->o->received_from)
+		put_received(s, &k);
 	for (;;) {
 		while (s->ipos < s->ilen)
 			if (data_byte(&st, s->ibuf[s->ipos++], &k))
@@ -681,6 +701,11 @@ static void cmd_ehlo(struct session *s, int extended, const char *arg)
 		return;
 	}
 	txn_reset(s);
+	size_t i;
+	for (i = 0; arg[i] && arg[i] != ' ' && i + 1 < sizeof s->helo; i++)
+		s->helo[i] = (arg[i] > 0x20 && arg[i] < 0x7f && !strchr("()\\;", arg[i])) ? arg[i]
+											 : '?';
+	s->helo[i] = '\0';
 	if (!extended) {
 		reply(s, "250 %s", s->host);
 		return;

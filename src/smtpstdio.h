@@ -54,6 +54,10 @@ struct smtpstdio_opts {
 	 * they come from MAIL and RCPT. */
 	struct deliver_req base;
 	smtpstdio_deliver_fn deliver; /* NULL: deliver_message */
+	/* The system service's loopback listener: the client's address, e.g.
+	 * "[127.0.0.1]:40312"; each message then begins with "Received: from
+	 * HELO (ADDRESS) by HOST with postern; DATE".  NULL: no header. */
+	const char *received_from;
 };
 
 /* Run the dialogue until QUIT or the end of input.  Returns 0 after QUIT

@@ -448,9 +448,30 @@ static int is_loopback(const struct sockaddr_storage *ss)
 	return 0;
 }
 
+/* "[127.0.0.1]:40312", "[::1]:40312"; "unknown" when there is none. */
+static void peer_text(const struct sockaddr_storage *ss, socklen_t len, char *buf, size_t cap)
+{
+	char ip[INET6_ADDRSTRLEN] = "";
+	unsigned port = 0;
+
+	if (len > 0 && ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof ip);
+		port = ntohs(s4->sin_port);
+	} else if (len > 0 && ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof ip);
+		port = ntohs(s6->sin6_port);
+	}
+	if (ip[0])
+		snprintf(buf, cap, "[%s]:%u", ip, port);
+	else
+		str_copy(buf, "unknown", cap);
+}
+
 static void serve_smtp(const struct config *cfg, int fd, void (*notice)(const char *))
 {
-	struct sockaddr_storage peer;
+	struct sockaddr_storage peer = { 0 };
 	socklen_t pl = sizeof peer;
 	struct perr e = { 0 };
 	struct smtpstdio_opts o = {
@@ -461,13 +482,19 @@ static void serve_smtp(const struct config *cfg, int fd, void (*notice)(const ch
 		.deliver = deliver_policed,
 	};
 	static const char refuse[] = "554 5.7.1 postern serves loopback clients only\r\n";
+	char addr[INET6_ADDRSTRLEN + 16];
 
 	if (getpeername(fd, (struct sockaddr *)&peer, &pl) < 0 || !is_loopback(&peer)) {
 		if (write_full(fd, refuse, sizeof refuse - 1) < 0)
 			e.kind = PERR_IO;
-		fprintf(stderr, "postern: system: refused a connection from a non-loopback peer\n");
+		peer_text(&peer, pl, addr, sizeof addr);
+		fprintf(stderr, "postern: system: refused a connection from %s: not a loopback "
+			"peer\n", addr);
 		return;
 	}
+	peer_text(&peer, pl, addr, sizeof addr);
+	o.received_from = addr;
+	fprintf(stderr, "postern: system: SMTP connection from %s\n", addr);
 	if (smtpstdio_run(cfg, &o, &e) < 0)
 		fprintf(stderr, "postern: system: SMTP session: %s\n", e.text);
 }

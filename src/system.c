@@ -42,7 +42,8 @@
 
 struct rbuf {
 	int fd;
-	int64_t deadline;
+	int64_t deadline;   /* for everything */
+	int64_t idle_ms;    /* for each read; 0: only the deadline */
 	char buf[8192];
 	size_t pos, len;
 	int eof;
@@ -60,6 +61,8 @@ static int rb_fill(struct rbuf *r)
 	}
 	for (;;) {
 		int64_t left = r->deadline - mono_ms();
+		if (r->idle_ms > 0 && left > r->idle_ms)
+			left = r->idle_ms;
 		int p = left > 0 ? poll(&pf, 1, (int)left) : 0;
 		if (p < 0 && errno == EINTR)
 			continue;
@@ -105,6 +108,17 @@ static int rb_line(struct rbuf *r, char *out, size_t cap)
 		if (rb_fill(r) < 0)
 			return -1;
 	}
+}
+
+/* How long the service waits for a caller: $POSTERN_SYSTEM_TIMEOUT
+ * seconds (1 to 3600) when set, else SYSTEM_TIMEOUT_S. */
+static int peer_timeout_s(void)
+{
+	const char *v = getenv("POSTERN_SYSTEM_TIMEOUT");
+	char *end;
+	long t = v && *v ? strtol(v, &end, 10) : 0;
+
+	return v && *v && !*end && t >= 1 && t <= 3600 ? (int)t : SYSTEM_TIMEOUT_S;
 }
 
 static const char *socket_path(void)
@@ -168,14 +182,17 @@ static int read_args(struct rbuf *r, char ***argvp, int *argcp, struct perr *e)
 	argv[0] = xstrdup("sendmail");
 	for (;;) {
 		if (rb_line(r, line, sizeof line) != 1)
-			return perr_set(e, PERR_PROTOCOL, "handoff: the argument list ended early "
-					"or has a line over %d bytes", SYSTEM_LINE_MAX);
+			return errno == ETIMEDOUT
+				? perr_set(e, PERR_TEMP, "handoff: the caller sent nothing more "
+					   "within %d s", peer_timeout_s())
+				: perr_set(e, PERR_PROTOCOL, "handoff: the argument list ended "
+					   "early or has a line over %d bytes", SYSTEM_LINE_MAX);
 		if (!line[0])
 			break;
 		if (strncmp(line, "A ", 2) != 0 || unescape(line + 2) < 0)
 			return perr_set(e, PERR_PROTOCOL, "handoff: malformed argument line");
 		if (argc >= SYSTEM_ARGS_MAX)
-			return perr_set(e, PERR_USAGE, "more than %d arguments", SYSTEM_ARGS_MAX);
+			return perr_set(e, PERR_USAGE, "more than %d arguments", SYSTEM_ARGS_MAX - 1);
 		argv[argc++] = xstrdup(line + 2);
 		*argcp = argc;
 	}
@@ -400,7 +417,8 @@ static void serve_unix(const struct config *cfg, int fd)
 
 	memset(&r, 0, sizeof r);
 	r.fd = fd;
-	r.deadline = mono_ms() + SYSTEM_TIMEOUT_S * 1000LL;
+	r.deadline = mono_ms() + SYSTEM_TOTAL_S * 1000LL;
+	r.idle_ms = peer_timeout_s() * 1000LL;
 	peer_fd = fd;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
 		perr_set(&e, PERR_OS, "cannot learn the caller's uid: %s", strerror(errno));
@@ -448,6 +466,25 @@ static int is_loopback(const struct sockaddr_storage *ss)
 	return 0;
 }
 
+/* End our side after a refusal so that the reply is not lost to a reset:
+ * FIN first, then what the peer still sends is read and dropped for a
+ * second at most (64 KB at most). */
+static void linger_close(int fd)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	int64_t end = mono_ms() + 1000;
+	char sink[4096];
+	size_t got = 0;
+
+	shutdown(fd, SHUT_WR);
+	while (got < 65536 && mono_ms() < end && poll(&pf, 1, (int)(end - mono_ms())) > 0) {
+		ssize_t n = read(fd, sink, sizeof sink);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+}
+
 /* "[127.0.0.1]:40312", "[::1]:40312"; "unknown" when there is none. */
 static void peer_text(const struct sockaddr_storage *ss, socklen_t len, char *buf, size_t cap)
 {
@@ -477,7 +514,7 @@ static void serve_smtp(const struct config *cfg, int fd, void (*notice)(const ch
 	struct smtpstdio_opts o = {
 		.in_fd = fd,
 		.out_fd = fd,
-		.timeout_s = SYSTEM_TIMEOUT_S,
+		.timeout_s = peer_timeout_s(),
 		.base = { .notice = notice },
 		.deliver = deliver_policed,
 	};
@@ -487,6 +524,7 @@ static void serve_smtp(const struct config *cfg, int fd, void (*notice)(const ch
 	if (getpeername(fd, (struct sockaddr *)&peer, &pl) < 0 || !is_loopback(&peer)) {
 		if (write_full(fd, refuse, sizeof refuse - 1) < 0)
 			e.kind = PERR_IO;
+		linger_close(fd);
 		peer_text(&peer, pl, addr, sizeof addr);
 		fprintf(stderr, "postern: system: refused a connection from %s: not a loopback "
 			"peer\n", addr);
@@ -699,15 +737,21 @@ static int make_outbox(const char *path)
 	return chmod(b, 0700);
 }
 
-/* The request: header, arguments, blank line, standard input. */
+/* The request: header, arguments, blank line, standard input.  -1 with
+ * errno E2BIG (an argument too long, or too many of them) or EFBIG (a
+ * message the service would refuse for its size) when it is refused
+ * before anything is kept. */
 static int write_request(int fd, int argc, char **argv)
 {
 	char esc[SYSTEM_LINE_MAX], in[65536];
+	long long total = 0;
 	ssize_t n;
 
+	if (argc > SYSTEM_ARGS_MAX)
+		return errno = E2BIG, -1;
 	if (write_full(fd, MAGIC "\n", sizeof MAGIC) < 0)
 		return -1;
-	for (int i = 1; i < argc && i < SYSTEM_ARGS_MAX; i++) {
+	for (int i = 1; i < argc; i++) {
 		size_t w = str_copy(esc, "A ", sizeof esc);
 		for (const unsigned char *s = (const unsigned char *)argv[i]; *s; s++) {
 			if (w + 5 >= sizeof esc)
@@ -726,6 +770,8 @@ static int write_request(int fd, int argc, char **argv)
 	while ((n = read(STDIN_FILENO, in, sizeof in)) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n > 0 && (total += n) > SYSTEM_MESSAGE_MAX)
+			return errno = EFBIG, -1;
 		if (n < 0 || write_full(fd, in, (size_t)n) < 0)
 			return -1;
 	}
@@ -924,8 +970,15 @@ static int keep_request(int argc, char **argv, char *dir, size_t dcap, char *id,
 		if (dir[0])
 			unlink(tmp);
 		close(fd);
-		return perr_set(e, err == E2BIG ? PERR_USAGE : PERR_IO, "cannot keep the message: "
-				"%s", strerror(err));
+		if (err == E2BIG)
+			return perr_set(e, PERR_USAGE, "more than %d arguments, or one over %d "
+					"bytes: the postern service refuses them; send to fewer "
+					"recipients at once", SYSTEM_ARGS_MAX - 1, SYSTEM_LINE_MAX - 8);
+		if (err == EFBIG)
+			return perr_set(e, PERR_DATA, "the message is larger than %ld MB; the "
+					"postern service refuses it (nothing was kept or sent)",
+					SYSTEM_MESSAGE_MAX / (1024 * 1024));
+		return perr_set(e, PERR_IO, "cannot keep the message: %s", strerror(err));
 	}
 	if (dir[0]) {
 		snprintf(id, icap, "%lld.%ld", (long long)time(NULL), (long)getpid());

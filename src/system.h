@@ -49,8 +49,12 @@
 /* Arguments in one handoff, and bytes in one argument line. */
 #define SYSTEM_ARGS_MAX 2100
 #define SYSTEM_LINE_MAX 4096
-/* Every wait for the peer has this deadline (RFC 5321's 5 minutes). */
+/* Every wait for the peer has this deadline (RFC 5321's 5 minutes);
+ * $POSTERN_SYSTEM_TIMEOUT (seconds) in the service's environment sets
+ * another.  A handoff takes at most SYSTEM_TOTAL_S however its bytes
+ * trickle in. */
 #define SYSTEM_TIMEOUT_S 300
+#define SYSTEM_TOTAL_S 3600
 
 /* `postern --system [--listen WHERE]`: serve until killed (with --listen)
  * or for the one connection on fds 0/1.  0, or -1 with e filled. */

@@ -58,7 +58,4 @@ int deliver_message(const struct config *cfg, const struct deliver_req *req, str
 int deliver_flush(const struct config *cfg, int due_only, void (*notice)(const char *line),
 		  struct perr *e);
 
-/* postern -bp / mailq: print the queue to out. */
-int deliver_list_queue(FILE *out, struct perr *e);
-
 #endif

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "deliver.h"
 #include "log.h"
+#include "mailq.h"
 #include "message.h"
 #include "oauth2.h"
 #include "probe.h"
@@ -131,7 +132,38 @@ static int do_list(void)
 {
 	struct perr e = { 0 };
 
-	return deliver_list_queue(stdout, &e) < 0 ? fail(&e) : EX_OK;
+	return mailq_list(stdout, &e) < 0 ? fail(&e) : EX_OK;
+}
+
+static int do_manage(const struct cli *c)
+{
+	struct perr e = { 0 };
+	enum mailq_op op = c->mode == CLI_QUEUE_DELETE ? MAILQ_DELETE : MAILQ_RETRY;
+
+	if (mailq_manage(op, c->rcpts, (size_t)c->nrcpts, stdout, notice, &e) < 0)
+		return fail(&e);
+	return EX_OK;
+}
+
+/* SPEC 6: a person at a terminal hears once that messages failed since
+ * they last looked (mailq shows them and counts as looking). */
+static void failed_notice(enum cli_mode mode)
+{
+	switch (mode) {
+	case CLI_SEND:
+	case CLI_QUEUE_RUN:
+	case CLI_QUEUE_DELETE:
+	case CLI_QUEUE_RETRY:
+	case CLI_CHECK:
+	case CLI_PROBE:
+	case CLI_SET_PASSWORD:
+	case CLI_AUTHORIZE:
+		if (isatty(STDERR_FILENO))
+			mailq_failed_notice(notice);
+		return;
+	default:
+		return;
+	}
 }
 
 /* The configuration and the account -a/-f pick, or NULL (cfg freed, e
@@ -292,6 +324,7 @@ int main(int argc, char **argv)
 	if (cli_parse(&c, argc, argv, &e) < 0)
 		return fail(&e);
 	log_set_verbose(c.verbose);
+	failed_notice(c.mode);
 	switch (c.mode) {
 	case CLI_HELP:
 		fputs(cli_usage(), stdout);
@@ -303,6 +336,9 @@ int main(int argc, char **argv)
 		return EX_OK;
 	case CLI_QUEUE_LIST:
 		return do_list();
+	case CLI_QUEUE_DELETE:
+	case CLI_QUEUE_RETRY:
+		return do_manage(&c);
 	case CLI_SYSTEM:
 		rc = system_serve(&c, notice, &e);
 		tls_cleanup();

@@ -123,7 +123,9 @@ static int do_flush(const struct cli *c)
 
 	if (config_load(&cfg, c->config_file, &e) < 0)
 		return fail(&e);
-	rc = deliver_flush(&cfg, c->due_only, notice, &e);
+	/* A person who runs -q reads what became of the queue; timers
+	 * (--due) stay quiet unless something fails. */
+	rc = deliver_flush_report(&cfg, c->due_only, notice, c->due_only ? NULL : stdout, &e);
 	config_free(&cfg);
 	return rc < 0 ? fail(&e) : EX_OK;
 }

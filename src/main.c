@@ -14,6 +14,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "cli.h"
 #include "crypto.h"
 #include "config.h"
@@ -203,12 +204,14 @@ static int do_check(const struct cli *c)
 	struct config cfg = { 0 };
 	struct perr e = { 0 };
 	const struct account *a = load_account(c, &cfg, &e);
+	int rc;
 
 	if (!a)
 		return fail(&e);
 	config_print(&cfg, a, stdout);
+	rc = check_account(a, stdout, notice, &e);
 	config_free(&cfg);
-	return EX_OK;
+	return rc < 0 ? fail(&e) : EX_OK;
 }
 
 /* Read one line of secret from the terminal without echo, or from stdin

@@ -57,6 +57,7 @@ static void aliases_ok(struct checks *c)
 	if (!c->a->aliases)
 		return;
 	if (aliases_load(&al, c->a->aliases, &why) < 0) {
+		aliases_free(&al);  /* it may hold the path */
 		failed(c, CFG_ALIASES, &why);
 		return;
 	}

@@ -363,6 +363,13 @@ static int parse_long(struct state *st, int argc, char **argv, int *i, struct pe
 			return perr_set(e, PERR_USAGE, "option --account needs a value");
 		return set_account(st, "--account", v, e);
 	}
+	if (IS("queue-delete") || IS("queue-retry")) {
+		if (v)
+			return perr_set(e, PERR_USAGE, "option --%.*s takes the ids as arguments: "
+					"postern --%.*s ID...", (int)n, arg, (int)n, arg);
+		return set_mode(st, IS("queue-delete") ? CLI_QUEUE_DELETE : CLI_QUEUE_RETRY,
+				IS("queue-delete") ? "--queue-delete" : "--queue-retry", e);
+	}
 	if (v && (IS("check") || IS("due") || IS("json") || IS("help") || IS("version")))
 		return perr_set(e, PERR_USAGE, "option --%.*s takes no value", (int)n, arg);
 	if (IS("check"))
@@ -430,6 +437,9 @@ static int final_checks(const struct cli *c, struct perr *e)
 		return perr_set(e, PERR_USAGE, "--json works only with --probe");
 	if (c->listen && c->mode != CLI_SYSTEM)
 		return perr_set(e, PERR_USAGE, "--listen works only with --system");
+	if ((c->mode == CLI_QUEUE_DELETE || c->mode == CLI_QUEUE_RETRY) && c->nrcpts == 0)
+		return perr_set(e, PERR_USAGE, "%s needs the ids of the messages; mailq lists them",
+				c->mode == CLI_QUEUE_DELETE ? "--queue-delete" : "--queue-retry");
 	if (c->mode == CLI_SEND && c->nrcpts == 0 && !c->extract)
 		return perr_set(e, PERR_USAGE, "no recipients; give them as arguments, or use "
 				"-t to take them from the message's To, Cc and Bcc");
@@ -485,6 +495,7 @@ const char *cli_usage(void)
 	"Usage: postern [options] [--] [recipient ...] < message\n"
 	"       postern -bp | mailq\n"
 	"       postern -q [--due]\n"
+	"       postern --queue-delete ID... | --queue-retry ID...\n"
 	"Submit a message read from standard input through the SMTP server of an\n"
 	"account in ~/.smtprc (see smtprc(5)).  Installed as sendmail, it takes\n"
 	"sendmail's options.\n"
@@ -512,9 +523,13 @@ const char *cli_usage(void)
 	"  -bp                  list the queue (also: mailq)\n"
 	"  -q, -q...            deliver every queued message now\n"
 	"  -q --due             deliver the queued messages whose retry time has come\n"
+	"  --queue-delete ID... remove queued or failed messages\n"
+	"  --queue-retry ID...  make queued messages due now; move failed ones back\n"
+	"                       into the queue, due now\n"
 	"  -bi                  nothing to do; exit 0 (also: newaliases)\n"
 	"  --check              print the resolved account, secrets masked, and where\n"
-	"                       each setting came from\n"
+	"                       each setting came from; check its files and that its\n"
+	"                       secret can be had (without the network)\n"
 	"  --probe[=ACCOUNT]    diagnose the account's server without sending mail\n"
 	"                       (--json: the report as JSON)\n"
 	"  --set-password[=ACCOUNT]\n"

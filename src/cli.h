@@ -24,6 +24,8 @@ enum cli_mode {
 	CLI_HELP,          /* --help */
 	CLI_VERSION,       /* --version */
 	CLI_SYSTEM,        /* --system [--listen WHERE] */
+	CLI_QUEUE_DELETE,  /* --queue-delete ID... (the ids in rcpts) */
+	CLI_QUEUE_RETRY,   /* --queue-retry ID... (the ids in rcpts) */
 };
 
 struct cli {
@@ -43,7 +45,8 @@ struct cli {
 	int due_only;             /* -q --due */
 	int json;                 /* --json (with --probe) */
 	const char *listen;       /* --listen (with --system): a path or 127.0.0.1:PORT */
-	char **rcpts;             /* recipient arguments (each may be a comma list) */
+	char **rcpts;             /* recipient arguments (each may be a comma list);
+				     the ids with --queue-delete/--queue-retry */
 	int nrcpts;
 };
 

@@ -260,6 +260,30 @@ static void queue_item_source_rewind(void *ctx)
 	queue_item_rewind(ctx);
 }
 
+/* What became of one account's queued messages in a flush (-q's report). */
+struct tally {
+	size_t sent, queued, held, failed;
+	char why[PERR_TEXT_MAX];   /* the last reason a message stayed queued */
+};
+
+/* Count one settled message by its log status. */
+static void tally_add(struct tally *t, const char *status, const char *why)
+{
+	if (!t)
+		return;
+	if (strcmp(status, "sent") == 0)
+		t->sent++;
+	else if (strcmp(status, "failed") == 0 || strcmp(status, "expired") == 0)
+		t->failed++;
+	else if (strcmp(status, "held") == 0)
+		t->held++;
+	else
+		t->queued++;
+	if (why && strcmp(status, "sent") != 0 && strcmp(status, "failed") != 0 &&
+	    strcmp(status, "expired") != 0)
+		str_copy(t->why, why, sizeof t->why);
+}
+
 /* What a queued job's finished callback needs. */
 struct settle_ctx {
 	struct queue *q;
@@ -267,16 +291,19 @@ struct settle_ctx {
 	struct queue_item *it;
 	int64_t t0;
 	void (*notice)(const char *);
+	struct tally *tally;       /* NULL: not counted */
 };
 
-static void settle_item(struct queue *q, const struct account *a, struct queue_item *it,
-			const struct submit_job *j, int64_t t0, void (*notice)(const char *));
+static const char *settle_item(struct queue *q, const struct account *a, struct queue_item *it,
+			       const struct submit_job *j, int64_t t0,
+			       void (*notice)(const char *));
 
 static void settle_finished(struct submit_job *j)
 {
 	struct settle_ctx *c = j->finished_ctx;
+	const char *status = settle_item(c->q, c->a, c->it, j, c->t0, c->notice);
 
-	settle_item(c->q, c->a, c->it, j, c->t0, c->notice);
+	tally_add(c->tally, status, j->err.text);
 }
 
 /* A job for a queued message, settled in the spool as soon as its outcome
@@ -311,9 +338,11 @@ static const char *requeue(struct queue *q, const struct account *a, struct queu
 	return rc == 1 ? "expired" : held ? "held" : "deferred";
 }
 
-/* Record the outcome of a queued message's attempt. */
-static void settle_item(struct queue *q, const struct account *a, struct queue_item *it,
-			const struct submit_job *j, int64_t t0, void (*notice)(const char *))
+/* Record the outcome of a queued message's attempt; returns its log
+ * status. */
+static const char *settle_item(struct queue *q, const struct account *a, struct queue_item *it,
+			       const struct submit_job *j, int64_t t0,
+			       void (*notice)(const char *))
 {
 	struct perr e = { 0 };
 	const char *id = it->env.id, *status;
@@ -333,6 +362,7 @@ static void settle_item(struct queue *q, const struct account *a, struct queue_i
 		status = requeue(q, a, it, j->err.text, f == FATE_HOLD, notice);
 	}
 	log_outcome(a, j->env, j, status, j->done ? j->reply : j->err.text, NULL, id, t0, notice);
+	return status;
 }
 
 /* Hold the account after refused credentials. */
@@ -625,6 +655,7 @@ struct acct_run {
 				       run (down): the reason its messages keep */
 	int down;
 	struct submit_session *sess; /* open across batches; NULL: none yet */
+	struct tally tally;
 };
 
 struct flush_run {
@@ -763,14 +794,18 @@ static void flush_account(struct flush_run *r, struct queue_item *items, size_t 
 	const struct perr *refused = NULL;
 	struct perr se = { 0 };
 
-	if (ar->hold == 1 && (r->due_only || ar->down))
-		return;  /* released untouched: mailq shows them held */
+	if (ar->hold == 1 && (r->due_only || ar->down)) {
+		ar->tally.held += n;  /* released untouched: mailq shows them held */
+		str_copy(ar->tally.why, ar->why.text, sizeof ar->tally.why);
+		return;
+	}
 	if (!ar->ready || ar->down) {
 		for (size_t i = 0; i < n; i++) {
 			struct smtp_envelope env;
 			const char *status = requeue(r->q, ar->a, &items[i], ar->why.text, 0, r->notice);
 
 			env_from_queue(&items[i].env, &env);
+			tally_add(&ar->tally, status, ar->why.text);
 			if (ar->a)
 				log_outcome(ar->a, &env, NULL, status, ar->why.text, NULL,
 					    items[i].env.id, 0, r->notice);
@@ -783,7 +818,8 @@ static void flush_account(struct flush_run *r, struct queue_item *items, size_t 
 	ctxs = xcalloc(n, sizeof *ctxs);
 	int64_t t0 = mono_ms();
 	for (size_t i = 0; i < n; i++) {
-		ctxs[i] = (struct settle_ctx){ .q = r->q, .a = ar->a, .t0 = t0, .notice = r->notice };
+		ctxs[i] = (struct settle_ctx){ .q = r->q, .a = ar->a, .t0 = t0, .notice = r->notice,
+					       .tally = &ar->tally };
 		job_for_item(&jobs[i], &envs[i], &items[i], &ctxs[i]);
 	}
 	if (flush_send(r, ar, jobs, n, &se) < 0) {
@@ -833,8 +869,38 @@ static void flush_batch(struct flush_run *r, struct queue_item *items, size_t n)
 	}
 }
 
+/* One line per account the flush met, then the total. */
+static void report(FILE *out, const struct flush_run *r)
+{
+	struct tally total = { 0 };
+	char why[PERR_TEXT_MAX];
+
+	for (size_t i = 0; i < r->n; i++) {
+		const struct tally *t = &r->accts[i].tally;
+
+		log_sanitize(why, sizeof why, t->why, strlen(t->why));
+		fprintf(out, "account %s: delivered %zu, queued %zu%s%s%s, held %zu%s%s%s, "
+			"failed %zu\n", r->accts[i].name, t->sent, t->queued,
+			t->queued ? " (" : "", t->queued ? why : "", t->queued ? ")" : "", t->held,
+			t->held && !t->queued ? " (" : "", t->held && !t->queued ? why : "",
+			t->held && !t->queued ? ")" : "", t->failed);
+		total.sent += t->sent;
+		total.queued += t->queued;
+		total.held += t->held;
+		total.failed += t->failed;
+	}
+	fprintf(out, "total: delivered %zu, queued %zu, held %zu, failed %zu\n", total.sent,
+		total.queued, total.held, total.failed);
+}
+
 int deliver_flush(const struct config *cfg, int due_only, void (*notice)(const char *line),
 		  struct perr *e)
+{
+	return deliver_flush_report(cfg, due_only, notice, NULL, e);
+}
+
+int deliver_flush_report(const struct config *cfg, int due_only,
+			 void (*notice)(const char *line), FILE *out, struct perr *e)
 {
 	struct queue q;
 	struct queue_scan scan;
@@ -868,136 +934,9 @@ int deliver_flush(const struct config *cfg, int due_only, void (*notice)(const c
 		*e = r.last;
 		rc = -1;
 	}
+	if (out)
+		report(out, &r);
 	acct_runs_free(&r);
 	queue_close(&q);
 	return rc;
-}
-
-/* ---- mailq ------------------------------------------------------------------ */
-
-static void format_age(char *buf, size_t cap, long long secs)
-{
-	if (secs < 0)
-		secs = 0;
-	if (secs < 3600)
-		snprintf(buf, cap, "%lldm", secs / 60);
-	else if (secs < 86400)
-		snprintf(buf, cap, "%lldh%02lldm", secs / 3600, secs % 3600 / 60);
-	else
-		snprintf(buf, cap, "%lldd%02lldh", secs / 86400, secs % 86400 / 3600);
-}
-
-struct listing {
-	FILE *out;
-	const char *dir;
-	int filtered;   /* only the messages of owner */
-	uid_t owner;
-	size_t queued, held, failed, damaged, shown_failed;
-};
-
-static void list_header(struct listing *l, enum queue_state state)
-{
-	if (state == QUEUE_FAILED && l->shown_failed++ == 0)
-		fprintf(l->out, "%s-- failed (given up; kept in the spool's failed/ directory) --\n",
-			l->queued + l->held + l->damaged ? "\n" : "");
-	if (state != QUEUE_FAILED && l->queued + l->held + l->damaged + l->failed == 0)
-		fprintf(l->out, "%-22s %7s %9s  %-8s %-9s %s\n", "ID", "AGE", "SIZE", "ATTEMPTS",
-			"NEXT TRY", "SENDER");
-}
-
-static void list_damaged(struct listing *l, const struct queue_entry *ent)
-{
-	char line[PERR_TEXT_MAX];
-
-	log_sanitize(line, sizeof line, ent->damage, strlen(ent->damage));
-	fprintf(l->out, "%-22s damaged: %s\n    file: %s/%s; move it out of the queue or delete it\n",
-		ent->id, line, l->dir, ent->path);
-	l->damaged++;
-}
-
-static int list_one(void *ctx, const struct queue_entry *ent)
-{
-	struct listing *l = ctx;
-	const struct queue_env *qe = ent->env;
-	int failed = ent->state == QUEUE_FAILED;
-	char age[32], next[32], line[PERR_TEXT_MAX];
-	time_t now = time(NULL);
-
-	if (l->filtered && (!qe || !qe->owned || qe->owner != l->owner))
-		return 0;
-	list_header(l, ent->state);
-	if (ent->state == QUEUE_DAMAGED) {
-		list_damaged(l, ent);
-		return 0;
-	}
-	format_age(age, sizeof age, (long long)(now - qe->created));
-	if (failed)
-		str_copy(next, "-", sizeof next);
-	else if (ent->held)
-		str_copy(next, "held", sizeof next);
-	else if (qe->next_try <= now)
-		str_copy(next, "now", sizeof next);
-	else {
-		char in[24];
-		format_age(in, sizeof in, (long long)(qe->next_try - now));
-		snprintf(next, sizeof next, "in %s", in);
-	}
-	log_sanitize(line, sizeof line, qe->sender, strlen(qe->sender));
-	fprintf(l->out, "%-22s %7s %9lld  %-8u %-9s %s\n", qe->id, age, qe->size, qe->attempts,
-		next, qe->sender[0] ? line : "<>");
-	for (size_t i = 0; i < qe->nrcpts; i++) {
-		log_sanitize(line, sizeof line, qe->rcpts[i], strlen(qe->rcpts[i]));
-		fprintf(l->out, "    to: %s\n", line);
-	}
-	fprintf(l->out, "    account: %s\n", qe->account);
-	if (ent->held) {
-		log_sanitize(line, sizeof line, ent->held, strlen(ent->held));
-		fprintf(l->out, "    held: %s (run postern -q after fixing the credentials)\n", line);
-	}
-	if (qe->last_error) {
-		log_sanitize(line, sizeof line, qe->last_error, strlen(qe->last_error));
-		fprintf(l->out, "    last error: %s\n", line);
-	}
-	if (failed)
-		l->failed++;
-	else if (ent->held)
-		l->held++;
-	else
-		l->queued++;
-	return 0;
-}
-
-static int list_queue(FILE *out, const struct listing *how, struct perr *e)
-{
-	struct queue q;
-	struct listing l = *how;
-	int rc;
-
-	if (open_queue(&q, e) < 0)
-		return -1;
-	l.dir = q.dir;
-	rc = queue_list(&q, list_one, &l, e);
-	queue_close(&q);
-	if (rc < 0)
-		return -1;
-	if (!l.queued && !l.held && !l.failed && !l.damaged)
-		fprintf(out, "Mail queue is empty\n");
-	else
-		fprintf(out, "\nqueued %zu, held %zu, failed %zu, damaged %zu\n", l.queued, l.held,
-			l.failed, l.damaged);
-	return 0;
-}
-
-int deliver_list_queue(FILE *out, struct perr *e)
-{
-	struct listing l = { .out = out };
-
-	return list_queue(out, &l, e);
-}
-
-int deliver_list_queue_of(FILE *out, uid_t owner, struct perr *e)
-{
-	struct listing l = { .out = out, .filtered = 1, .owner = owner };
-
-	return list_queue(out, &l, e);
 }

@@ -61,13 +61,11 @@ int deliver_message(const struct config *cfg, const struct deliver_req *req, str
  * or -1 with e describing the last failure (messages stay queued). */
 int deliver_flush(const struct config *cfg, int due_only, void (*notice)(const char *line),
 		  struct perr *e);
-
-/* postern -bp / mailq: print the queue to out. */
-int deliver_list_queue(FILE *out, struct perr *e);
-
-/* The same for one local user of the system queue: only the messages the
- * service recorded as owner's (damaged entries, which name no owner, are
- * left out). */
-int deliver_list_queue_of(FILE *out, uid_t owner, struct perr *e);
+/* The same, and then, when out is not NULL, one line per account met to
+ * out ("account NAME: delivered N, queued N (why), held N, failed N", the
+ * reason being the last one a message of the account stayed queued for)
+ * and a total line. */
+int deliver_flush_report(const struct config *cfg, int due_only,
+			 void (*notice)(const char *line), FILE *out, struct perr *e);
 
 #endif

@@ -14,11 +14,13 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "cli.h"
 #include "crypto.h"
 #include "config.h"
 #include "deliver.h"
 #include "log.h"
+#include "mailq.h"
 #include "message.h"
 #include "oauth2.h"
 #include "probe.h"
@@ -122,7 +124,9 @@ static int do_flush(const struct cli *c)
 
 	if (config_load(&cfg, c->config_file, &e) < 0)
 		return fail(&e);
-	rc = deliver_flush(&cfg, c->due_only, notice, &e);
+	/* A person who runs -q reads what became of the queue; timers
+	 * (--due) stay quiet unless something fails. */
+	rc = deliver_flush_report(&cfg, c->due_only, notice, c->due_only ? NULL : stdout, &e);
 	config_free(&cfg);
 	return rc < 0 ? fail(&e) : EX_OK;
 }
@@ -137,7 +141,7 @@ static int do_list(const struct cli *c)
 	int kept, r;
 
 	if (config_have_own(c->config_file)) {
-		if (deliver_list_queue(stdout, &e) < 0)
+		if (mailq_list(stdout, &e) < 0)
 			return fail(&e);
 		if (getuid() != 0)
 			return EX_OK;
@@ -181,6 +185,37 @@ static int do_flush_system(const struct cli *c)
 	return rc;
 }
 
+static int do_manage(const struct cli *c)
+{
+	struct perr e = { 0 };
+	enum mailq_op op = c->mode == CLI_QUEUE_DELETE ? MAILQ_DELETE : MAILQ_RETRY;
+
+	if (mailq_manage(op, c->rcpts, (size_t)c->nrcpts, stdout, notice, &e) < 0)
+		return fail(&e);
+	return EX_OK;
+}
+
+/* SPEC 6: a person at a terminal hears once that messages failed since
+ * they last looked (mailq shows them and counts as looking). */
+static void failed_notice(enum cli_mode mode)
+{
+	switch (mode) {
+	case CLI_SEND:
+	case CLI_QUEUE_RUN:
+	case CLI_QUEUE_DELETE:
+	case CLI_QUEUE_RETRY:
+	case CLI_CHECK:
+	case CLI_PROBE:
+	case CLI_SET_PASSWORD:
+	case CLI_AUTHORIZE:
+		if (isatty(STDERR_FILENO))
+			mailq_failed_notice(notice);
+		return;
+	default:
+		return;
+	}
+}
+
 /* The configuration and the account -a/-f pick, or NULL (cfg freed, e
  * filled). */
 static const struct account *load_account(const struct cli *c, struct config *cfg,
@@ -216,12 +251,14 @@ static int do_check(const struct cli *c)
 	struct config cfg = { 0 };
 	struct perr e = { 0 };
 	const struct account *a = load_account(c, &cfg, &e);
+	int rc;
 
 	if (!a)
 		return fail(&e);
 	config_print(&cfg, a, stdout);
+	rc = check_account(a, stdout, notice, &e);
 	config_free(&cfg);
-	return EX_OK;
+	return rc < 0 ? fail(&e) : EX_OK;
 }
 
 /* Read one line of secret from the terminal without echo, or from stdin
@@ -339,6 +376,7 @@ int main(int argc, char **argv)
 	if (cli_parse(&c, argc, argv, &e) < 0)
 		return fail(&e);
 	log_set_verbose(c.verbose);
+	failed_notice(c.mode);
 	switch (c.mode) {
 	case CLI_HELP:
 		fputs(cli_usage(), stdout);
@@ -350,6 +388,9 @@ int main(int argc, char **argv)
 		return EX_OK;
 	case CLI_QUEUE_LIST:
 		return do_list(&c);
+	case CLI_QUEUE_DELETE:
+	case CLI_QUEUE_RETRY:
+		return do_manage(&c);
 	case CLI_SYSTEM:
 		rc = system_serve(&c, notice, &e);
 		tls_cleanup();

@@ -524,9 +524,12 @@ time_t queue_backoff(unsigned attempts)
 static char *default_dir(uid_t euid, struct perr *e)
 {
 	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+	const char *env = getenv("POSTERN_QUEUE_DIR");
 	char buf[PATH_MAX];
 	struct passwd *pw;
 
+	if (env && env[0])
+		return xstrdup(env);
 	if (euid == 0)
 		return xstrdup("/var/spool/postern");
 	if (xdg && xdg[0] == '/') {
@@ -620,6 +623,22 @@ int queue_open(struct queue *q, const char *dir, struct perr *e)
 fail:
 	queue_close(q);
 	return -1;
+}
+
+int queue_open_existing(struct queue *q, const char *dir)
+{
+	struct perr e = { 0 };
+	struct stat st;
+
+	q->lazy_sync = 0;
+	q->dirty = 0;
+	q->dir = dir ? xstrdup(dir) : default_dir(geteuid(), &e);
+	q->dirfd = q->dir ? open(q->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	if (q->dirfd < 0 || fstat(q->dirfd, &st) < 0 || st.st_uid != geteuid()) {
+		queue_close(q);
+		return -1;
+	}
+	return 0;
 }
 
 int queue_sync(struct queue *q)
@@ -1203,6 +1222,251 @@ int queue_retry(struct queue *q, struct queue_item *it, const char *why, time_t 
 	free(b.p);
 	queue_release(it);
 	return rc;
+}
+
+/* ---- by id: what a person asks (--queue-delete, --queue-retry) ----------- */
+
+/* Lock the message file path (msg/ID or failed/ID.msg) without waiting:
+ * the descriptor, -1 with errno (ENOENT: none; EWOULDBLOCK: a flusher is
+ * delivering it now). */
+static const char *msg_damage(const struct queue *q, const char *path, long long size);
+
+static int lock_msg(const struct queue *q, const char *path)
+{
+	int fd = openat(q->dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0)
+		return -1;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int err = errno;
+		close(fd);
+		errno = err == EWOULDBLOCK ? EWOULDBLOCK : err;
+		return -1;
+	}
+	return fd;
+}
+
+static int spool_has(const struct queue *q, const char *path)
+{
+	return faccessat(q->dirfd, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+static int busy(struct perr *e, const char *id)
+{
+	return perr_set(e, PERR_TEMP, "message %s is being delivered right now; look again "
+			"with mailq in a moment", id);
+}
+
+/* Where id is: 1 queued (env/ID), 2 failed (failed/ID.env), 0 nowhere. */
+static int where(const struct queue *q, const char *id)
+{
+	char path[PATH_CAP];
+
+	snprintf(path, sizeof path, "env/%s", id);
+	if (spool_has(q, path))
+		return 1;
+	snprintf(path, sizeof path, "failed/%s.env", id);
+	return spool_has(q, path) ? 2 : 0;
+}
+
+static int unknown_id(struct perr *e, const char *id)
+{
+	char show[QUEUE_ID_MAX + 8];
+
+	str_copy(show, id, sizeof show);
+	if (strlen(id) >= sizeof show - 4)
+		memcpy(show + sizeof show - 4, "...", 4);
+	for (char *p = show; *p; p++)
+		if (!isprint((unsigned char)*p))
+			*p = '?';
+	return perr_set(e, PERR_USAGE, "no queued or failed message has the id %s; mailq lists "
+			"the ids", show);
+}
+
+int queue_remove(struct queue *q, const char *id, struct perr *e)
+{
+	char epath[PATH_CAP], mpath[PATH_CAP];
+	int at = valid_id(id) ? where(q, id) : 0, fd;
+
+	if (!at)
+		return unknown_id(e, id);
+	snprintf(epath, sizeof epath, at == 1 ? "env/%s" : "failed/%s.env", id);
+	snprintf(mpath, sizeof mpath, at == 1 ? "msg/%s" : "failed/%s.msg", id);
+	fd = lock_msg(q, mpath);
+	if (fd < 0 && errno == EWOULDBLOCK)
+		return busy(e, id);
+	/* A missing message file (a damaged entry) does not stop the removal. */
+	if (unlinkat(q->dirfd, epath, 0) < 0 && errno != ENOENT) {
+		if (fd >= 0)
+			close(fd);
+		return io_err(e, q, "remove the envelope", errno);
+	}
+	unlinkat(q->dirfd, mpath, 0);
+	if (fd >= 0)
+		close(fd);
+	if (sync_sub(q, at == 1 ? "env" : "failed") < 0)
+		return io_err(e, q, "sync the directory", errno);
+	if (at == 1)
+		sync_sub(q, "msg");
+	return at == 1 ? 0 : 1;
+}
+
+/* env, read from epath, goes back to env/ID due now; the message file
+ * is already msg/ID. */
+static int requeue_env(struct queue *q, struct queue_env *env, time_t now, int fresh,
+		       struct perr *e)
+{
+	char path[PATH_CAP];
+	struct tbuf b = { 0 };
+	int rc = 0;
+
+	env->next_try = now;
+	if (fresh) {
+		/* Back from failed/: queue_lifetime and the backoff start again. */
+		env->created = now;
+		env->attempts = 0;
+	}
+	format_env(env, &b);
+	snprintf(path, sizeof path, "env/%s", env->id);
+	if (write_env_file(q, &b, env->id, path) < 0 || sync_sub(q, "env") < 0)
+		rc = io_err(e, q, "write the envelope", errno);
+	free(b.p);
+	return rc;
+}
+
+static int damaged(struct perr *e, const struct queue *q, const char *path, const char *why)
+{
+	return perr_set(e, PERR_DATA, "the entry %s/%s cannot be retried: %s; delete it with "
+			"postern --queue-delete", q->dir, path, why);
+}
+
+/* A failed message back into the queue: msg/ID linked from failed/ID.msg,
+ * then env/ID written (the commit: from here on it is queued, and mailq
+ * no longer lists the failed copy), then the failed/ files removed. */
+static int retry_failed(struct queue *q, const char *id, time_t now, struct perr *e)
+{
+	char epath[PATH_CAP], mpath[PATH_CAP], tmp[PATH_CAP], dst[PATH_CAP];
+	struct queue_env env;
+	const char *why = NULL;
+	int fd, rc;
+
+	snprintf(epath, sizeof epath, "failed/%s.env", id);
+	snprintf(mpath, sizeof mpath, "failed/%s.msg", id);
+	fd = lock_msg(q, mpath);
+	if (fd < 0)
+		return errno == EWOULDBLOCK ? busy(e, id) : damaged(e, q, mpath, "its message "
+								   "file is missing");
+	rc = load_env(q, epath, id, &env, &why);
+	if (rc < 0) {
+		close(fd);
+		return rc == -1 ? unknown_id(e, id) : damaged(e, q, epath, why);
+	}
+	if ((why = msg_damage(q, mpath, env.size))) {
+		rc = damaged(e, q, mpath, why);
+		goto out;
+	}
+	tmp_name(tmp, sizeof tmp, id, "retry");
+	snprintf(dst, sizeof dst, "msg/%s", id);
+	if (linkat(q->dirfd, mpath, q->dirfd, tmp, 0) < 0 ||
+	    renameat(q->dirfd, tmp, q->dirfd, dst) < 0 || sync_sub(q, "msg") < 0) {
+		rc = io_err(e, q, "link the message back into msg/", errno);
+		unlinkat(q->dirfd, tmp, 0);
+		goto out;
+	}
+	rc = requeue_env(q, &env, now, 1, e);
+	if (rc == 0) {
+		unlinkat(q->dirfd, epath, 0);
+		unlinkat(q->dirfd, mpath, 0);
+		sync_sub(q, "failed");
+	}
+out:
+	queue_env_free(&env);
+	close(fd);
+	return rc;
+}
+
+int queue_requeue(struct queue *q, const char *id, time_t now, struct perr *e)
+{
+	char epath[PATH_CAP], mpath[PATH_CAP];
+	struct queue_env env;
+	const char *why = NULL;
+	int at = valid_id(id) ? where(q, id) : 0, fd, rc;
+
+	if (!at)
+		return unknown_id(e, id);
+	if (at == 2)
+		return retry_failed(q, id, now, e) < 0 ? -1 : 1;
+	snprintf(epath, sizeof epath, "env/%s", id);
+	snprintf(mpath, sizeof mpath, "msg/%s", id);
+	fd = lock_msg(q, mpath);
+	if (fd < 0)
+		return errno == EWOULDBLOCK ? busy(e, id) : damaged(e, q, epath, "its message "
+								   "file is missing");
+	rc = load_env(q, epath, id, &env, &why);
+	if (rc < 0) {
+		close(fd);
+		return rc == -1 ? 0 /* delivered meanwhile */ : damaged(e, q, epath, why);
+	}
+	rc = requeue_env(q, &env, now, 0, e);
+	queue_env_free(&env);
+	close(fd);
+	return rc;
+}
+
+/* ---- failed since a person last looked ------------------------------------ */
+
+#define SEEN_PATH "failed/.seen"
+
+static int newer(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec > b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec > b->tv_nsec);
+}
+
+size_t queue_failed_unseen(struct queue *q)
+{
+	struct timespec seen = { 0, 0 };
+	struct stat st;
+	struct dirent *d;
+	size_t n = 0;
+	DIR *dir;
+	int fd;
+
+	if (fstatat(q->dirfd, SEEN_PATH, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		seen = st.st_mtim;
+	/* One stat when nothing entered failed/ since the mark. */
+	if (fstatat(q->dirfd, "failed", &st, AT_SYMLINK_NOFOLLOW) < 0 || !newer(&st.st_mtim, &seen))
+		return 0;
+	fd = openat(q->dirfd, "failed", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || !(dir = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	while ((d = readdir(dir))) {
+		size_t len = strlen(d->d_name);
+		char id[QUEUE_ID_MAX], path[PATH_CAP];
+
+		if (len <= 4 || len - 4 >= QUEUE_ID_MAX || strcmp(d->d_name + len - 4, ".env") != 0)
+			continue;
+		memcpy(id, d->d_name, len - 4);
+		id[len - 4] = '\0';
+		snprintf(path, sizeof path, "env/%s", id);
+		if (valid_id(id) && fstatat(dirfd(dir), d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    newer(&st.st_mtim, &seen) && !spool_has(q, path))
+			n++;
+	}
+	closedir(dir);
+	return n;
+}
+
+void queue_failed_seen(struct queue *q)
+{
+	int fd = openat(q->dirfd, SEEN_PATH, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+	if (fd < 0)
+		return;
+	futimens(fd, NULL);
+	close(fd);
 }
 
 /* ---- held accounts -------------------------------------------------------- */

@@ -69,10 +69,13 @@ struct queue_env {
 };
 
 /* Open (and create, mode 0700) the spool: dir if given, else
- * $XDG_STATE_HOME/postern/queue (~/.local/state when unset), or
+ * $POSTERN_QUEUE_DIR, $XDG_STATE_HOME/postern/queue (~/.local/state when unset), or
  * /var/spool/postern for root.  Errors: PERR_IO / PERR_TEMP naming the
  * directory and the fix. */
 int queue_open(struct queue *q, const char *dir, struct perr *e);
+/* Open the spool only when it exists and is this user's (nothing is
+ * created, nothing reported): 0, or -1. */
+int queue_open_existing(struct queue *q, const char *dir);
 void queue_close(struct queue *q);
 /* fsync what lazy_sync left; 0 or -1 (nothing to report but a warning). */
 int queue_sync(struct queue *q);
@@ -210,6 +213,23 @@ int queue_unhold(struct queue *q, const char *account);
 /* True when the account has a hold, whatever its credentials (one stat,
  * no side effect). */
 int queue_hold_exists(struct queue *q, const char *account);
+
+/* What a person asks by id (--queue-delete, --queue-retry).  Both return
+ * 0 for a queued message, 1 for a failed one, -1 with e: PERR_USAGE for
+ * an id that is neither queued nor failed, PERR_TEMP when a flusher holds
+ * the message right now, PERR_DATA for a damaged entry that cannot be
+ * retried, PERR_IO/PERR_TEMP when the spool cannot be written.
+ * queue_remove deletes the message (a damaged entry too).  queue_requeue
+ * makes a queued message due now, and moves a failed one back into the
+ * queue, due now, with a fresh queue_lifetime and backoff. */
+int queue_remove(struct queue *q, const char *id, struct perr *e);
+int queue_requeue(struct queue *q, const char *id, time_t now, struct perr *e);
+
+/* Messages moved to failed/ since queue_failed_seen was last called (one
+ * stat when there are none); queue_failed_seen marks them all seen
+ * (failed/.seen). */
+size_t queue_failed_unseen(struct queue *q);
+void queue_failed_seen(struct queue *q);
 
 void queue_env_free(struct queue_env *env);
 

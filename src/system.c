@@ -26,6 +26,7 @@
 #include "config.h"
 #include "deliver.h"
 #include "log.h"
+#include "mailq.h"
 #include "message.h"
 #include "smtpstdio.h"
 #include "system.h"
@@ -372,9 +373,9 @@ static void serve_mailq(const struct ucred *cred, const char *name)
 		return;
 	}
 	if (cred->uid == 0 || cred->uid == geteuid())
-		rc = deliver_list_queue(f, &e);
+		rc = mailq_list(f, &e);
 	else
-		rc = deliver_list_queue_of(f, cred->uid, &e);
+		rc = mailq_list_of(f, cred->uid, &e);
 	rewind(f);
 	while (rc == 0 && (n = getline(&line, &cap, f)) > 0) {
 		if (write_full(peer_fd, "L ", 2) < 0 || write_full(peer_fd, line, (size_t)n) < 0)

@@ -58,6 +58,11 @@ int deliver_message(const struct config *cfg, const struct deliver_req *req, str
 int deliver_flush(const struct config *cfg, int due_only, void (*notice)(const char *line),
 		  struct perr *e);
 
+/* The envelope sender a message gets without -f: the account's from
+ * (unless a glob), else the user when it is an address, else
+ * LOGIN@HOST (buf holds it).  --probe tries it with MAIL FROM. */
+const char *deliver_default_sender(const struct account *a, char *buf, size_t cap);
+
 /* postern -bp / mailq: print the queue to out. */
 int deliver_list_queue(FILE *out, struct perr *e);
 

@@ -325,6 +325,7 @@ static int ehlo(struct smtp *s, struct perr *e)
 		return -1;
 	if (s->reply.code == 250) {
 		parse_caps(s);
+		OBSERVE(s, ehlo, &s->reply, s->tls_active);
 		return 0;
 	}
 	if (s->reply.code / 100 != 5 || s->p->tls != TLS_OFF)
@@ -335,6 +336,7 @@ static int ehlo(struct smtp *s, struct perr *e)
 	if (s->reply.code != 250)
 		return smtp_server_fail(s, e, smtp_kind_of(s->reply.code, PERR_UNAVAILABLE),
 					PERR_CAUSE_EHLO, "server refused HELO");
+	OBSERVE(s, ehlo, &s->reply, s->tls_active);
 	return 0;
 }
 
@@ -342,6 +344,7 @@ static int greeting(struct smtp *s, struct perr *e)
 {
 	if (smtp_read_reply(s, ST_GREETING, e) < 0)
 		return -1;
+	OBSERVE(s, greeting, &s->reply);
 	if (s->reply.code == 220)
 		return 0;
 	if (s->reply.code / 100 == 4)
@@ -353,10 +356,29 @@ static int greeting(struct smtp *s, struct perr *e)
 	return smtp_server_fail(s, e, PERR_PROTOCOL, PERR_CAUSE_GREETING, "unexpected greeting");
 }
 
+/* tls_start, or for an observer that wants the certificate described,
+ * tls_start_probe and the same verdict: an unverified server is refused
+ * with tls_start's line. */
+static int handshake(struct smtp *s, struct perr *e)
+{
+	const struct smtp_observer *o = s->p->observer;
+	struct tls_peer_info info;
+
+	if (!o || !o->tls)
+		return tls_start(&s->conn, &s->p->tls_opts, e);
+	if (tls_start_probe(&s->conn, &s->p->tls_opts, &info, e) < 0)
+		return -1;
+	o->tls(o->ctx, &info);
+	if (info.verified)
+		return 0;
+	perr_set(e, PERR_TEMP, "%s", info.verify_error);
+	return perr_because(e, PERR_CAUSE_TLS);
+}
+
 static int start_tls(struct smtp *s, struct perr *e)
 {
 	conn_arm(&s->conn);
-	if (tls_start(&s->conn, &s->p->tls_opts, e) < 0) {
+	if (handshake(s, e) < 0) {
 		conn_close(&s->conn); /* half-done TLS: not even QUIT */
 		if (e && strstr(e->text, "does not speak TLS here")) {
 			if (s->p->tls == TLS_IMPLICIT)
@@ -424,6 +446,7 @@ int smtp_open(struct smtp *s, const struct smtp_params *p, struct perr *e)
 	conn_init(&s->conn, p->timeout_s);
 	if (conn_connect(&s->conn, p->host, p->port, e) < 0)
 		return -1;
+	OBSERVE(s, connected, s->conn.addr);
 	if (open_session(s, e) == 0)
 		return 0;
 	/* After a refusal the server waits for QUIT (except after 421, when

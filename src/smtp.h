@@ -79,6 +79,11 @@ struct smtp {
  * into caps (cleared first).  Also used by --probe. */
 void smtp_parse_ehlo(const struct reply *r, struct smtp_caps *caps);
 
+/* The mechanism smtp_open would use for AUTH when the server offers
+ * `offered` (SMTP_MECH_* bits) and the account asks for `want`
+ * (AUTH_AUTO: the strongest password mechanism); AUTH_OFF: none. */
+enum auth_mech smtp_pick_mech(unsigned offered, enum auth_mech want);
+
 /* The name of one SMTP_MECH_* bit ("PLAIN"), or NULL. */
 const char *smtp_mech_name(unsigned bit);
 
@@ -138,6 +143,12 @@ struct smtp_msg {
  * settled: a server that does not take AUTH pipelined may be tried again
  * with pipeline_auth = 0. */
 int smtp_send_batch(struct smtp *s, struct smtp_msg *msgs, size_t n, int quit, struct perr *e);
+
+/* MAIL FROM:<sender> and RSET: would the server take mail from this
+ * sender (--probe)?  Nothing is sent beyond the two commands.  Errors as
+ * for the MAIL FROM of smtp_send (a 553 is PERR_UNAVAILABLE with cause
+ * PERR_CAUSE_SENDER). */
+int smtp_try_sender(struct smtp *s, const char *sender, struct perr *e);
 
 /* QUIT (not waiting long for 221) and close. */
 void smtp_quit(struct smtp *s);

@@ -91,14 +91,8 @@ static const char *mech_name(enum auth_mech m)
 	return "?";
 }
 
-/* The mechanism to use, or AUTH_OFF with e filled. */
-static enum auth_mech choose_mech(struct smtp *s, struct perr *e)
+enum auth_mech smtp_pick_mech(unsigned offered, enum auth_mech want)
 {
-	unsigned offered = s->caps.mechs;
-	enum auth_mech want = s->p->auth;
-	char names[128];
-
-	mech_names(offered, names, sizeof names);
 	if (want == AUTH_AUTO) {
 		/* Password mechanisms, strongest first; never OAuth2 or
 		 * EXTERNAL, which need a token or a certificate. */
@@ -108,18 +102,34 @@ static enum auth_mech choose_mech(struct smtp *s, struct perr *e)
 			return AUTH_PLAIN;
 		if (offered & SMTP_MECH_LOGIN)
 			return AUTH_LOGIN;
-		smtp_local_fail(
-		    s, e, PERR_UNAVAILABLE, PERR_CAUSE_AUTH,
-		    "server offers AUTH %s, none of which postern "
-		    "can use with a password (it knows SCRAM-SHA-256, PLAIN and LOGIN); "
-		    "for a token or a certificate set auth = xoauth2, oauthbearer or "
-		    "external",
-		    names);
 		return AUTH_OFF;
 	}
 	for (size_t i = 0; i < NMECHS; i++)
 		if (mech_table[i].mech == want && (offered & mech_table[i].bit))
 			return want;
+	return AUTH_OFF;
+}
+
+/* The mechanism to use, or AUTH_OFF with e filled. */
+static enum auth_mech choose_mech(struct smtp *s, struct perr *e)
+{
+	unsigned offered = s->caps.mechs;
+	enum auth_mech want = s->p->auth;
+	char names[128];
+
+	mech_names(offered, names, sizeof names);
+	if (want == AUTH_AUTO) {
+		if (smtp_pick_mech(offered, want) != AUTH_OFF)
+			return smtp_pick_mech(offered, want);
+		smtp_local_fail(s, e, PERR_UNAVAILABLE, PERR_CAUSE_AUTH,
+				"server offers AUTH %s, none of which postern "
+				"can use with a password (it knows SCRAM-SHA-256, PLAIN and "
+				"LOGIN); for a token or a certificate set auth = xoauth2, "
+				"oauthbearer or external", names);
+		return AUTH_OFF;
+	}
+	if (smtp_pick_mech(offered, want) != AUTH_OFF)
+		return want;
 	smtp_local_fail(s, e, PERR_UNAVAILABLE, PERR_CAUSE_AUTH,
 			"server does not offer AUTH %s; it offers %s; "
 			"set auth to one of those or auto",
@@ -443,12 +453,12 @@ static int auth_ahead(struct smtp *s, enum auth_mech m, const unsigned char *raw
 	return rc;
 }
 
+static int exchange(struct smtp *s, enum auth_mech m, struct perr *e);
+
 int smtp_authenticate(struct smtp *s, struct perr *e)
 {
 	const struct smtp_params *p = s->p;
 	enum auth_mech m;
-	unsigned char *raw;
-	size_t cap, n;
 	int rc;
 
 	if (p->auth == AUTH_OFF || ((!p->user || !*p->user) && p->auth != AUTH_EXTERNAL))
@@ -467,6 +477,20 @@ int smtp_authenticate(struct smtp *s, struct perr *e)
 	if (m != AUTH_EXTERNAL && !p->secret)
 		return smtp_local_fail(s, e, PERR_CONFIG, PERR_CAUSE_AUTH, "no password for %s",
 				       p->user);
+	rc = exchange(s, m, e);
+	if (!s->auth_pending)
+		OBSERVE(s, auth, mech_name(m), rc);
+	return rc;
+}
+
+/* The exchange of mechanism m. */
+static int exchange(struct smtp *s, enum auth_mech m, struct perr *e)
+{
+	const struct smtp_params *p = s->p;
+	unsigned char *raw;
+	size_t cap, n;
+	int rc;
+
 	if (m == AUTH_LOGIN)
 		return auth_login(s, e);
 	if (m == AUTH_SCRAM_SHA_256)
@@ -478,10 +502,7 @@ int smtp_authenticate(struct smtp *s, struct perr *e)
 		rc = auth_ahead(s, m, raw, n < cap ? n : cap, e);
 	else
 		rc = auth_initial(s, m, raw, n < cap ? n : cap,
-				  m == AUTH_OAUTHBEARER ? "AQ=="
-				  : m == AUTH_XOAUTH2	? ""
-							: NULL,
-				  e);
+				  m == AUTH_OAUTHBEARER ? "AQ==" : m == AUTH_XOAUTH2 ? "" : NULL, e);
 	wipe(raw, cap);
 	free(raw);
 	return rc;

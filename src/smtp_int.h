@@ -18,6 +18,15 @@ enum smtp_state {
 
 enum io_dir { IO_SEND, IO_WAIT, IO_READ };
 
+/* Tell the session's observer (smtp_params.h), if it asked, what a step
+ * saw. */
+#define OBSERVE(s, what, ...)                                                    \
+	do {                                                                     \
+		const struct smtp_observer *o_ = (s)->p->observer;               \
+		if (o_ && o_->what)                                              \
+			o_->what(o_->ctx, __VA_ARGS__);                          \
+	} while (0)
+
 /* ---- errors (smtp.c) ---- */
 
 /* An I/O or protocol failure (conn's text has no peer): "host:port: TEXT

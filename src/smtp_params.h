@@ -41,6 +41,28 @@
 /* Longest wait for replies already on their way after a failed write. */
 #define SMTP_DRAIN_MS 2000
 
+struct reply;
+struct tls_peer_info;
+
+/* What each step of smtp_open saw, for a caller that reports it rather
+ * than sends mail (--probe).  The engine runs exactly as for a delivery;
+ * with `tls` set it also describes the server's certificate (even one it
+ * then refuses: the verdict stays the one a delivery meets).  Every
+ * member may be NULL; the pointers passed are valid during the call. */
+struct smtp_observer {
+	void *ctx;
+	/* TCP connected to `addr` (numeric, the one that answered). */
+	void (*connected)(void *ctx, const char *addr);
+	void (*greeting)(void *ctx, const struct reply *r);
+	/* The reply to EHLO (or HELO), before STARTTLS or after TLS. */
+	void (*ehlo)(void *ctx, const struct reply *r, int tls_active);
+	/* The TLS handshake finished; info->verified says whether the
+	 * session goes on. */
+	void (*tls)(void *ctx, const struct tls_peer_info *info);
+	/* AUTH with `mech` ended: 0 accepted, -1 refused or failed. */
+	void (*auth)(void *ctx, const char *mech, int rc);
+};
+
 struct smtp_params {
 	const char *host;
 	unsigned port;
@@ -58,6 +80,7 @@ struct smtp_params {
 	 * then returns before its reply, which the next smtp_send_batch (or
 	 * smtp_send) reads first.  0: smtp_open waits for 235 (--probe). */
 	int pipeline_auth;
+	const struct smtp_observer *observer;   /* NULL: none */
 };
 
 #endif

@@ -224,3 +224,21 @@ int smtp_next_chunk(struct smtp *s, smtp_source_fn src, void *ctx, struct body_i
 	*len = (size_t)m;
 	return 1;
 }
+
+/* ---- the sender alone (--probe) ----------------------------------------- */
+
+int smtp_try_sender(struct smtp *s, const char *sender, struct perr *e)
+{
+	struct smtp_envelope env = { .sender = sender };
+	struct txn t = { .e = e };
+
+	if (s->conn.fd < 0)
+		return smtp_local_fail(s, e, PERR_TEMP, PERR_CAUSE_LOST, "not connected");
+	if (smtp_mail_cmd(s, &env, e) < 0 || smtp_transact(s, ST_MAIL, e) < 0)
+		return -1;
+	if (smtp_mail_reply(s, &env, &t) < 0)
+		return -1;
+	if (smtp_cmd(s, e, "RSET") < 0 || smtp_transact(s, ST_RSET, e) < 0)
+		return -1;
+	return 0;
+}

@@ -28,7 +28,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "conn.h"
 #include "deliver.h"
 #include "log.h"
 #include "probe.h"
@@ -325,6 +324,9 @@ static void reap(struct probe *pr, pid_t *pids, int64_t limit)
 			pr->res[i].status = PS_TIMEOUT;
 			snprintf(pr->res[i].error, sizeof pr->res[i].error,
 				 "no result within %d s", pr->a->timeout * 2);
+			perr_set(&pr->res[i].err, PERR_TEMP, "port %u: %s", pr->res[i].port,
+				 pr->res[i].error);
+			perr_because(&pr->res[i].err, PERR_CAUSE_LOST);
 		}
 	}
 }

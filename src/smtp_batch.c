@@ -1,6 +1,6 @@
 /* smtp_batch.c — the SMTP engine's pipelined batch: the transactions of
  * one session written back to back and their replies read as they come,
- * each applied to the message it answers (smtp_send_batch, smtp_send).
+ * each applied to the message it answers (smtp_send_batch).
  */
 #include "autoconf.h"
 
@@ -698,21 +698,4 @@ int smtp_send_batch(struct smtp *s, struct smtp_msg *msgs, size_t n, int quit, s
 	free(b->io.slot[1]);
 	free(b);
 	return rc;
-}
-
-int smtp_send(struct smtp *s, const struct smtp_envelope *env, smtp_source_fn src,
-	      void *src_ctx, struct perr *e)
-{
-	struct smtp_msg m = { .env = env, .src = src, .src_ctx = src_ctx };
-	struct perr se;
-
-	perr_clear(&se);
-	if (smtp_send_batch(s, &m, 1, 0, &se) < 0 && !m.settled) {
-		if (e)
-			*e = se;
-		return -1;
-	}
-	if (!m.done && e)
-		*e = m.err;
-	return m.done ? 0 : -1;
 }

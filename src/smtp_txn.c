@@ -2,7 +2,8 @@
  * verdicts: the checks before anything of a message is queued, MAIL FROM
  * (SIZE, BODY, SMTPUTF8, DSN) and RCPT TO, what each reply means for the
  * message, and the message bytes read and encoded chunk by chunk.  When
- * they are written and read is smtp_batch.c's business.
+ * they are written and read is smtp_batch.c's business; smtp_send (one
+ * message) and smtp_try_sender (MAIL FROM and RSET, for --probe).
  */
 #include "autoconf.h"
 
@@ -223,6 +224,25 @@ int smtp_next_chunk(struct smtp *s, smtp_source_fn src, void *ctx, struct body_i
 		return -1;
 	*len = (size_t)m;
 	return 1;
+}
+
+/* ---- one message (smtp_send_batch of one) ------------------------------ */
+
+int smtp_send(struct smtp *s, const struct smtp_envelope *env, smtp_source_fn src,
+	      void *src_ctx, struct perr *e)
+{
+	struct smtp_msg m = { .env = env, .src = src, .src_ctx = src_ctx };
+	struct perr se;
+
+	perr_clear(&se);
+	if (smtp_send_batch(s, &m, 1, 0, &se) < 0 && !m.settled) {
+		if (e)
+			*e = se;
+		return -1;
+	}
+	if (!m.done && e)
+		*e = m.err;
+	return m.done ? 0 : -1;
 }
 
 /* ---- the sender alone (--probe) ----------------------------------------- */

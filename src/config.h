@@ -7,19 +7,7 @@
 #include <stdio.h>
 
 #include "errors.h"
-
-enum tls_mode { TLS_STARTTLS = 0, TLS_IMPLICIT, TLS_OFF };
-
-enum auth_mech {
-	AUTH_AUTO = 0,
-	AUTH_PLAIN,
-	AUTH_LOGIN,
-	AUTH_SCRAM_SHA_256,
-	AUTH_XOAUTH2,
-	AUTH_OAUTHBEARER,
-	AUTH_EXTERNAL,
-	AUTH_OFF,
-};
+#include "modes.h"
 
 /* Keys, in the order --check prints them.  CFG_KEY_COUNT is their number. */
 enum cfg_key {

@@ -160,6 +160,13 @@ static const char *envelope_sender(const struct deliver_req *req, const struct a
 	return buf;
 }
 
+const char *deliver_default_sender(const struct account *a, char *buf, size_t cap)
+{
+	static const struct deliver_req none;
+
+	return envelope_sender(&none, a, buf, cap);
+}
+
 /* ---- the queue ------------------------------------------------------------- */
 
 static int open_queue(struct queue *q, struct perr *e)

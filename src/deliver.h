@@ -68,4 +68,9 @@ int deliver_flush(const struct config *cfg, int due_only, void (*notice)(const c
 int deliver_flush_report(const struct config *cfg, int due_only,
 			 void (*notice)(const char *line), FILE *out, struct perr *e);
 
+/* The envelope sender a message gets without -f: the account's from
+ * (unless a glob), else the user when it is an address, else
+ * LOGIN@HOST (buf holds it).  --probe tries it with MAIL FROM. */
+const char *deliver_default_sender(const struct account *a, char *buf, size_t cap);
+
 #endif

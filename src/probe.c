@@ -1,12 +1,17 @@
 /* probe.c — postern --probe: what a mail administrator would find out with
  * telnet, openssl s_client and swaks, in one report.
  *
- * Owns: the list of ports to try, one forked child per port (results in a
- * MAP_SHARED array, so the whole probe takes about one timeout however
- * many ports drop packets), the small SMTP dialogue each child runs
- * (greeting, EHLO, STARTTLS, EHLO), the credential check (smtp_open, which
- * stops after AUTH, then QUIT), the recommendation, and the report as
- * text or JSON.
+ * Owns: the list of ports to try (the account's ports in both TLS modes,
+ * the standard ones in their usual mode), one forked child per port and
+ * mode (results in a MAP_SHARED array, so the whole probe takes about one
+ * timeout however many ports drop packets), the credential check, the
+ * verdict, the recommendation, and the report as text or JSON.
+ *
+ * It speaks no SMTP itself: every session is the SMTP engine's
+ * (smtp_open, as a delivery opens it), watched through its observer, so
+ * the probe and a delivery cannot disagree.  The verdict and its exit
+ * status are the ones a delivery would meet on the port a delivery would
+ * use, and the failure line carries submit.c's advice.
  */
 #include "autoconf.h"
 
@@ -23,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "conn.h"
+#include "deliver.h"
 #include "log.h"
 #include "probe.h"
 #include "reply.h"
@@ -36,7 +41,8 @@
 /* The standard submission ports, then the account's own. */
 static const unsigned std_ports[] = { 587, 465, 2525, 25 };
 #define NSTD (sizeof std_ports / sizeof std_ports[0])
-#define PROBE_MAX (NSTD + CFG_PORTS_MAX)
+/* Each port once, the account's ports once more in the other TLS mode. */
+#define PROBE_MAX (NSTD + 2 * CFG_PORTS_MAX)
 /* EHLO keywords kept for the report (a real server sends ~15 short ones). */
 #define CAPS_MAX 1024
 #define MECHS_MAX 256
@@ -61,6 +67,7 @@ struct port_result {
 	unsigned port;
 	enum tls_mode mode;        /* TLS_IMPLICIT, or TLS_STARTTLS (plain first) */
 	int configured;            /* one of the account's ports */
+	int other_mode;            /* a configured port in the TLS mode not configured */
 	enum port_status status;
 	int reachable;             /* the TCP connection was made */
 	long connect_ms;
@@ -73,6 +80,9 @@ struct port_result {
 	char caps[CAPS_MAX];       /* EHLO keywords (AUTH aside), "\n"-separated */
 	char mechs[MECHS_MAX];     /* AUTH mechanisms as offered, space-separated */
 	struct smtp_caps c;
+	int ehlo_seen;             /* EHLO was answered 250 */
+	struct perr err;           /* the engine's verdict on the session, kind NONE if fine */
+	int64_t t0;                /* when the connection was started */
 	int usable;                /* postern could submit here (set by the parent) */
 };
 
@@ -81,6 +91,7 @@ struct cred_result {
 	int checked;    /* an AUTH was tried */
 	int accepted;
 	unsigned port;
+	char mech[24];  /* the mechanism AUTH used */
 	char text[PERR_TEXT_MAX]; /* why not accepted or not checked */
 	enum perr_kind kind;
 };
@@ -93,48 +104,25 @@ struct probe {
 	struct cred_result cred;
 	int used;                /* index of the port submit would use, -1 none */
 	int best;                /* recommended port, -1 none */
+	struct perr verdict;     /* what a delivery meets; kind NONE: it works */
+	int sender_checked, sender_accepted;   /* MAIL FROM on the port used */
+	char sender[256];
+	char sender_text[PERR_TEXT_MAX];       /* why not accepted */
 	int works;
 };
 
-/* ---- one port (runs in a child) ----------------------------------------- */
+/* ---- one port (runs in a child) ----------------------------------------- *
+ *
+ * Each port is one session of the SMTP engine, exactly as a delivery
+ * opens it but without AUTH; the observer records what each step saw. */
 
-/* Start a step: the conn's own per-step deadline, but never past end. */
-static void arm(struct conn *c, int64_t end)
+static void on_connected(void *ctx, const char *addr)
 {
-	conn_arm(c);
-	if (c->deadline > end)
-		c->deadline = end;
-}
+	struct port_result *p = ctx;
 
-static int get_reply(struct conn *c, struct reply *r, int64_t end, struct perr *e)
-{
-	char line[REPLY_LINE_MAX];
-	size_t len;
-	int rc;
-
-	arm(c, end);
-	reply_init(r);
-	do {
-		if (conn_read_line(c, line, sizeof line, &len, e) < 0)
-			return -1;
-		log_wire('S', line, len);
-		rc = reply_feed(r, line, len, e);
-		if (rc < 0)
-			return -1;
-	} while (rc == 0);
-	return 0;
-}
-
-static int command(struct conn *c, const char *text, struct reply *r, int64_t end,
-		   struct perr *e)
-{
-	log_wire('C', text, strlen(text));
-	if (conn_printf(c, e, "%s\r\n", text) < 0)
-		return -1;
-	arm(c, end);
-	if (conn_flush(c, e) < 0)
-		return -1;
-	return get_reply(c, r, end, e);
+	(void)addr;
+	p->reachable = 1;
+	p->connect_ms = (long)(mono_ms() - p->t0);
 }
 
 /* "250 2.0.0 text" of a reply, one line. */
@@ -149,13 +137,24 @@ static void reply_text(const struct reply *r, char *buf, size_t cap)
 		buf[n - 1] = '\0';
 }
 
-/* Keep the EHLO keywords: AUTH's mechanisms apart, the rest one a line. */
-static void record_ehlo(struct port_result *p, const struct reply *r)
+static void on_greeting(void *ctx, const struct reply *r)
 {
+	struct port_result *p = ctx;
+
+	reply_text(r, p->greeting, sizeof p->greeting);
+}
+
+/* Keep the EHLO keywords: AUTH's mechanisms apart, the rest one a line. */
+static void on_ehlo(void *ctx, const struct reply *r, int tls_active)
+{
+	struct port_result *p = ctx;
 	char line[REPLY_LINE_MAX];
 	size_t o = 0;
 
+	(void)tls_active;
+	p->ehlo_seen = 1;
 	smtp_parse_ehlo(r, &p->c);
+	p->starttls_offered |= (p->c.flags & SMTP_CAP_STARTTLS) != 0;
 	p->caps[0] = p->mechs[0] = '\0';
 	for (unsigned i = 1; reply_line(r, i, line, sizeof line) >= 0; i++) {
 		const char *kw = line + strspn(line, " ");
@@ -171,128 +170,77 @@ static void record_ehlo(struct port_result *p, const struct reply *r)
 	}
 }
 
-static int fail(struct port_result *p, const struct perr *e)
+static void on_tls(void *ctx, const struct tls_peer_info *info)
 {
-	p->status = PS_ERROR;
-	p->err_kind = e->kind;
-	str_copy(p->error, e->text, sizeof p->error);
-	return -1;
-}
+	struct port_result *p = ctx;
 
-static int do_tls(struct port_result *p, struct conn *c, const struct tls_opts *o, int64_t end,
-		  struct perr *e)
-{
-	arm(c, end);
-	if (tls_start_probe(c, o, &p->tls, e) < 0)
-		return fail(p, e);
+	p->tls = *info;
 	p->tls_ok = 1;
-	return 0;
 }
 
-/* A reply other than the one wanted: "WHAT: 554 text" as the error. */
-static int refused(struct port_result *p, const struct reply *r, enum perr_kind kind,
-		   const char *what, struct perr *e)
-{
-	char text[GREETING_MAX];
+static const struct smtp_observer port_observer = {
+	.connected = on_connected, .greeting = on_greeting, .ehlo = on_ehlo, .tls = on_tls,
+};
 
-	reply_text(r, text, sizeof text);
-	perr_set(e, kind, "%s: %s", what, text);
-	return fail(p, e);
+/* The session's parameters for port p in TLS mode `mode`, as submit.c
+ * sets them (with AUTH only when secret is given). */
+static void fill_params(struct smtp_params *sp, const struct account *a, const struct secret *s,
+			unsigned port, enum tls_mode mode, const char *helo)
+{
+	memset(sp, 0, sizeof *sp);
+	sp->host = a->host;
+	sp->port = port;
+	sp->tls = mode;
+	sp->tls_opts = submit_tls_opts(a);
+	sp->helo = helo;
+	sp->timeout_s = a->timeout;
+	sp->auth = AUTH_OFF;
+	if (s) {
+		sp->auth = secret_needed(a) || a->auth == AUTH_EXTERNAL ? a->auth : AUTH_OFF;
+		sp->user = a->user;
+		sp->secret = s->value;
+		sp->secret_len = s->len;
+	}
 }
 
-static int greeting(struct port_result *p, struct conn *c, int64_t end, struct perr *e)
+/* What the engine's error means for the port's status line. */
+static void classify(struct port_result *p, const struct perr *e, int timeout)
 {
-	struct reply r;
-
-	if (get_reply(c, &r, end, e) < 0) {
-		if (e->kind != PERR_TEMP || !strstr(e->text, "timed out"))
-			return fail(p, e);
+	p->err = *e;
+	if (!p->reachable) {
+		p->status = e->cause == PERR_CAUSE_CONNECT_REFUSED ? PS_REFUSED :
+			    e->cause == PERR_CAUSE_CONNECT_TIMEOUT ? PS_TIMEOUT : PS_UNREACHABLE;
+		str_copy(p->error, e->text, sizeof p->error);
+	} else if (e->cause == PERR_CAUSE_GREETING && e->timed_out && !p->greeting[0]) {
 		p->status = PS_TIMEOUT;
 		snprintf(p->error, sizeof p->error, "connected, but no greeting within %d s: "
-			 "a TLS-only port (try tls = implicit) or a filter",
-			 (c->timeout_ms + 999) / 1000);
-		return -1;
+			 "a TLS-only port (try tls = implicit) or a filter", timeout);
+	} else if (e->cause == PERR_CAUSE_STARTTLS && e->code == 0 && p->ehlo_seen) {
+		p->status = PS_OK; /* STARTTLS not offered: the report says TLS none */
+	} else {
+		p->status = PS_ERROR;
+		str_copy(p->error, e->text, sizeof p->error);
 	}
-	reply_text(&r, p->greeting, sizeof p->greeting);
-	if (r.code != 220)
-		return refused(p, &r, PERR_UNAVAILABLE, "the server refused the session", e);
-	return 0;
-}
-
-static int ehlo(struct port_result *p, struct conn *c, const char *helo, int64_t end,
-		struct perr *e)
-{
-	char line[300];
-	struct reply r;
-
-	snprintf(line, sizeof line, "EHLO %s", helo);
-	if (command(c, line, &r, end, e) < 0)
-		return fail(p, e);
-	if (r.code != 250)
-		return refused(p, &r, PERR_UNAVAILABLE, "EHLO refused", e);
-	record_ehlo(p, &r);
-	return 0;
-}
-
-/* Greeting, EHLO, STARTTLS and EHLO again (or TLS first on implicit). */
-static int session(struct port_result *p, struct conn *c, const struct tls_opts *o,
-		   const char *helo, int64_t end, struct perr *e)
-{
-	struct reply r;
-
-	if (p->mode == TLS_IMPLICIT && do_tls(p, c, o, end, e) < 0)
-		return -1;
-	if (greeting(p, c, end, e) < 0 || ehlo(p, c, helo, end, e) < 0)
-		return -1;
-	p->starttls_offered = (p->c.flags & SMTP_CAP_STARTTLS) != 0;
-	if (p->mode == TLS_IMPLICIT || !p->starttls_offered)
-		return 0;
-	if (command(c, "STARTTLS", &r, end, e) < 0)
-		return fail(p, e);
-	if (r.code != 220)
-		return refused(p, &r, PERR_TEMP, "STARTTLS refused", e);
-	if (do_tls(p, c, o, end, e) < 0)
-		return -1;
-	return ehlo(p, c, helo, end, e);
-}
-
-static void classify_connect(struct port_result *p, const struct perr *e)
-{
-	str_copy(p->error, e->text, sizeof p->error);
-	p->err_kind = e->kind;
-	if (strstr(e->text, "refused"))
-		p->status = PS_REFUSED;
-	else if (strstr(e->text, "timed out"))
-		p->status = PS_TIMEOUT;
-	else
-		p->status = PS_UNREACHABLE;
 }
 
 static void probe_port(struct port_result *p, const struct account *a, const char *helo)
 {
-	struct tls_opts o = submit_tls_opts(a);
-	int64_t t0 = mono_ms(), end;
-	struct perr e = { 0 };
-	struct reply r;
-	struct conn c;
+	struct smtp_observer ob = port_observer;
+	struct smtp_params sp;
+	struct perr e;
+	struct smtp s;
 
-	conn_init(&c, a->timeout);
-	if (conn_connect(&c, a->host, p->port, &e) < 0) {
-		classify_connect(p, &e);
-		conn_close(&c);
+	ob.ctx = p;
+	fill_params(&sp, a, NULL, p->port, p->mode, helo);
+	sp.observer = &ob;
+	perr_clear(&e);
+	p->t0 = mono_ms();
+	if (smtp_open(&s, &sp, &e) == 0) {
+		p->status = PS_OK;
+		smtp_quit(&s);
 		return;
 	}
-	p->reachable = 1;
-	p->connect_ms = (long)(mono_ms() - t0);
-	/* However slow each step, a port never takes more than one timeout
-	 * after its connection was made. */
-	end = mono_ms() + (int64_t)a->timeout * 1000;
-	if (session(p, &c, &o, helo, end, &e) == 0) {
-		p->status = PS_OK;
-		if (command(&c, "QUIT", &r, mono_ms() + 1000 < end ? mono_ms() + 1000 : end, &e) < 0)
-			perr_clear(&e); /* the answer to QUIT does not matter */
-	}
-	conn_close(&c);
+	classify(p, &e, a->timeout);
 }
 
 /* ---- running the children ----------------------------------------------- */
@@ -300,7 +248,7 @@ static void probe_port(struct port_result *p, const struct account *a, const cha
 static void add_port(struct probe *pr, unsigned port, enum tls_mode mode, int configured)
 {
 	for (size_t i = 0; i < pr->n; i++) {
-		if (pr->res[i].port == port) {
+		if (pr->res[i].port == port && !pr->res[i].other_mode) {
 			if (configured && !pr->res[i].configured) {
 				pr->res[i].configured = 1;
 				pr->res[i].mode = mode;
@@ -327,6 +275,19 @@ static void list_ports(struct probe *pr)
 	}
 	for (size_t i = 0; i < NSTD; i++)
 		add_port(pr, std_ports[i], std_ports[i] == 465 ? TLS_IMPLICIT : TLS_STARTTLS, 0);
+	/* SPEC 8: on the configured ports both TLS modes, to say which one
+	 * the server speaks. */
+	for (size_t i = 0, n = pr->n; i < n && pr->n < PROBE_MAX; i++) {
+		struct port_result *p = &pr->res[i];
+
+		if (!p->configured || config_port_tls(a, p->port) == TLS_OFF)
+			continue;
+		pr->res[pr->n] = (struct port_result){
+			.port = p->port, .configured = 1, .other_mode = 1,
+			.mode = p->mode == TLS_IMPLICIT ? TLS_STARTTLS : TLS_IMPLICIT,
+		};
+		pr->n++;
+	}
 }
 
 /* Wait for every child; past the hard limit, kill the stragglers. */
@@ -363,6 +324,9 @@ static void reap(struct probe *pr, pid_t *pids, int64_t limit)
 			pr->res[i].status = PS_TIMEOUT;
 			snprintf(pr->res[i].error, sizeof pr->res[i].error,
 				 "no result within %d s", pr->a->timeout * 2);
+			perr_set(&pr->res[i].err, PERR_TEMP, "port %u: %s", pr->res[i].port,
+				 pr->res[i].error);
+			perr_because(&pr->res[i].err, PERR_CAUSE_LOST);
 		}
 	}
 }
@@ -371,8 +335,9 @@ static int run_children(struct probe *pr, struct perr *e)
 {
 	pid_t pids[PROBE_MAX] = { 0 };
 	/* A child spends at most one timeout connecting (all addresses
-	 * together) and one on the session; two timeouts and a little more is
-	 * the most any child may take. */
+	 * together) and one on each step of the session, which rarely takes
+	 * more than one: two timeouts and a little more is the most any
+	 * child may take. */
 	int64_t limit = mono_ms() + (int64_t)pr->a->timeout * 2000 + 3000;
 
 	fflush(NULL);
@@ -395,29 +360,40 @@ static int run_children(struct probe *pr, struct perr *e)
 
 /* ---- judging ------------------------------------------------------------ */
 
-/* Could postern submit on this port, as the account is configured? */
+/* Could postern submit on this port, as the account is configured?  The
+ * engine's session went through, and (with a secret) the server offers a
+ * mechanism the engine would use with it. */
 static int port_usable(const struct port_result *p, const struct account *a)
 {
-	unsigned mine = SMTP_MECH_PLAIN | SMTP_MECH_LOGIN | SMTP_MECH_XOAUTH2 |
-			SMTP_MECH_OAUTHBEARER | SMTP_MECH_EXTERNAL;
-
-	if (p->status != PS_OK)
+	if (p->status != PS_OK || p->err.kind != PERR_NONE)
 		return 0;
-	if (!p->tls_ok || !p->tls.verified)
-		return p->configured && a->tls_explicit && a->tls == TLS_OFF && !secret_needed(a);
-	if (secret_needed(a) && !(p->c.mechs & mine))
+	if (secret_needed(a) && smtp_pick_mech(p->c.mechs, a->auth) == AUTH_OFF)
 		return 0;
 	return 1;
 }
 
-/* The account's port that submit would use: the first that connects. */
+/* The account's port (in its configured mode) at index i, or -1. */
+static int find_port(const struct probe *pr, unsigned port, int other_mode)
+{
+	for (size_t i = 0; i < pr->n; i++)
+		if (pr->res[i].port == port && pr->res[i].other_mode == other_mode)
+			return (int)i;
+	return -1;
+}
+
+/* The port a delivery would end on: the account's ports in order, the
+ * next one tried only when the connection could not be made (submit.c's
+ * open_session). */
 static int used_port(const struct probe *pr)
 {
-	for (int k = 0; k < pr->a->nports; k++)
-		for (size_t i = 0; i < pr->n; i++)
-			if (pr->res[i].port == pr->a->ports[k] && pr->res[i].reachable)
-				return (int)i;
-	return -1;
+	int i = -1;
+
+	for (int k = 0; k < pr->a->nports; k++) {
+		i = find_port(pr, pr->a->ports[k], 0);
+		if (i >= 0 && !perr_is_connect(&pr->res[i].err))
+			return i;
+	}
+	return i;
 }
 
 static int best_port(const struct probe *pr)
@@ -436,71 +412,111 @@ static int best_port(const struct probe *pr)
 	return -1;
 }
 
-static void fill_params(struct smtp_params *sp, const struct account *a, const struct secret *s,
-			const struct port_result *p, const char *helo)
+/* The TLS mode the server speaks on configured port entry i: the mode
+ * whose session reached EHLO over TLS, the configured one first; -1 when
+ * neither did. */
+static int speaks(const struct probe *pr, size_t i)
 {
-	memset(sp, 0, sizeof *sp);
-	sp->host = a->host;
-	sp->port = p->port;
-	sp->tls = p->configured ? config_port_tls(a, p->port) : p->mode;
-	sp->tls_opts = submit_tls_opts(a);
-	sp->helo = helo;
-	sp->timeout_s = a->timeout;
-	sp->auth = a->auth;
-	sp->user = a->user;
-	sp->secret = s->value;
-	sp->secret_len = s->len;
+	const struct port_result *p = &pr->res[i];
+	int j = find_port(pr, p->port, !p->other_mode);
+
+	if (p->ehlo_seen && p->tls_ok)
+		return (int)p->mode;
+	if (j >= 0 && pr->res[j].ehlo_seen && pr->res[j].tls_ok)
+		return (int)pr->res[j].mode;
+	return -1;
 }
 
-/* AUTH with the account's secret on port index i; no mail is sent. */
-static void check_credentials(struct probe *pr, int i)
+static void on_auth(void *ctx, const char *mech, int rc)
+{
+	struct cred_result *cr = ctx;
+
+	(void)rc;
+	str_copy(cr->mech, mech, sizeof cr->mech);
+}
+
+/* The session a delivery would open on port index i, AUTH included (no
+ * mail is sent); on the port a delivery uses, then MAIL FROM with the
+ * sender a delivery would use, and RSET.  e gets the engine's error. */
+static int check_session(struct probe *pr, int i, struct perr *e)
 {
 	struct cred_result *cr = &pr->cred;
+	const struct port_result *p = &pr->res[i];
+	struct smtp_observer ob = { .ctx = cr, .auth = on_auth };
 	struct secret sec = { 0 };
 	struct smtp_params sp;
 	struct smtp s;
-	struct perr e = { 0 };
+	char buf[512];
+	const char *sender = deliver_default_sender(pr->a, buf, sizeof buf);
+	int rc = -1;
 
-	cr->port = pr->res[i].port;
-	if (secret_resolve(pr->a, &sec, &e) < 0) {
-		cr->kind = e.kind;
-		perr_prefix(&e, "not checked");
-		str_copy(cr->text, e.text, sizeof cr->text);
-		return;
+	cr->port = p->port;
+	if (cr->needed && secret_resolve(pr->a, &sec, e) < 0) {
+		cr->kind = e->kind;
+		str_copy(cr->text, "not checked: ", sizeof cr->text);
+		str_copy(cr->text + 13, e->text, sizeof cr->text - 13);
+		return -1;
 	}
-	fill_params(&sp, pr->a, &sec, &pr->res[i], pr->helo);
-	cr->checked = 1;
-	if (smtp_open(&s, &sp, &e) == 0) {
-		cr->accepted = 1;
+	fill_params(&sp, pr->a, cr->needed ? &sec : NULL, p->port, p->mode, pr->helo);
+	sp.observer = &ob;
+	cr->checked = cr->needed;
+	if (smtp_open(&s, &sp, e) == 0) {
+		cr->accepted = cr->needed;
+		if (i != pr->used) {
+			rc = 0;
+		} else {
+			pr->sender_checked = 1;
+			str_copy(pr->sender, sender, sizeof pr->sender);
+			rc = smtp_try_sender(&s, sender, e);
+			pr->sender_accepted = rc == 0;
+			if (rc < 0)
+				submit_advise(e, pr->a, p->port);
+		}
 		smtp_quit(&s);
+		if (rc < 0)
+			str_copy(pr->sender_text, e->text, sizeof pr->sender_text);
+	} else if (cr->needed) {
+		cr->kind = e->kind;
+		submit_advise(e, pr->a, p->port);
+		str_copy(cr->text, e->text, sizeof cr->text);
 	} else {
-		cr->kind = e.kind;
-		if (e.kind == PERR_AUTH)
-			perr_append(&e, "; check the password for account %s; Gmail and Outlook "
-				    "need an app password or OAuth2 (auth = xoauth2)", pr->a->name);
-		str_copy(cr->text, e.text, sizeof cr->text);
+		submit_advise(e, pr->a, p->port);
 	}
 	secret_free(&sec);
+	return rc;
 }
 
+/* Usable ports, the port a delivery would use, its whole session there
+ * (or only the credentials, on the recommended port, when that one cannot
+ * be used), and the verdict in pr->verdict: a delivery's error, or kind
+ * NONE. */
 static void judge(struct probe *pr)
 {
-	for (size_t i = 0; i < pr->n; i++)
-		pr->res[i].usable = port_usable(&pr->res[i], pr->a);
+	struct perr ce;
+
+	for (size_t k = 0; k < pr->n; k++)
+		pr->res[k].usable = port_usable(&pr->res[k], pr->a);
 	pr->used = used_port(pr);
 	pr->best = best_port(pr);
 	pr->cred.needed = secret_needed(pr->a);
-	if (pr->cred.needed) {
-		int i = pr->used >= 0 && pr->res[pr->used].usable ? pr->used : pr->best;
-
-		if (i >= 0)
-			check_credentials(pr, i);
+	perr_clear(&pr->verdict);
+	perr_clear(&ce);
+	if (pr->used < 0) {
+		perr_set(&pr->verdict, PERR_CONFIG, "account %s has no port to try", pr->a->name);
+	} else if (pr->res[pr->used].err.kind != PERR_NONE) {
+		pr->verdict = pr->res[pr->used].err;
+		submit_advise(&pr->verdict, pr->a, pr->res[pr->used].port);
+	} else if (check_session(pr, pr->used, &ce) < 0) {
+		pr->verdict = ce;
+	}
+	if (pr->cred.needed && !pr->cred.checked && !pr->cred.text[0]) {
+		if (pr->best >= 0 && pr->best != pr->used)
+			check_session(pr, pr->best, &ce);
 		else
 			str_copy(pr->cred.text, "not checked: no port could be used",
 				 sizeof pr->cred.text);
 	}
-	pr->works = pr->used >= 0 && pr->res[pr->used].usable &&
-		    (!pr->cred.needed || (pr->cred.accepted && pr->cred.port == pr->res[pr->used].port));
+	pr->works = pr->verdict.kind == PERR_NONE;
 }
 
 /* ---- the recommendation and the error line ------------------------------ */
@@ -518,8 +534,8 @@ static void recommendation(const struct probe *pr, char *buf, size_t cap)
 	for (size_t i = 0; i < pr->n; i++)
 		all_timeout &= pr->res[i].status == PS_TIMEOUT;
 	if (pr->works)
-		snprintf(buf, cap, "the configuration works: port = %u, tls = %s", b->port,
-			 mode_name(config_port_tls(pr->a, b->port)));
+		snprintf(buf, cap, "the configuration works: port = %u, tls = %s",
+			 pr->res[pr->used].port, mode_name(config_port_tls(pr->a, pr->res[pr->used].port)));
 	else if (b && pr->cred.needed && pr->cred.checked && !pr->cred.accepted)
 		snprintf(buf, cap, "port = %u, tls = %s reaches the server, but the credentials "
 			 "were refused: fix user or the password first", b->port, mode_name(b->mode));
@@ -535,25 +551,19 @@ static void recommendation(const struct probe *pr, char *buf, size_t cap)
 			 pr->a->name);
 }
 
-static int probe_error(const struct probe *pr, const char *advice, struct perr *e)
+/* The failure line: the error a delivery meets, with submit.c's advice,
+ * and the recommendation when it names another port or TLS mode. */
+static int probe_error(const struct probe *pr, struct perr *e)
 {
-	const struct port_result *u = pr->used >= 0 ? &pr->res[pr->used] : NULL;
+	const struct port_result *b = pr->best >= 0 ? &pr->res[pr->best] : NULL;
+	char rec[PERR_TEXT_MAX];
 
-	if (u && u->usable && pr->cred.needed && !pr->cred.accepted)
-		return perr_set(e, pr->cred.kind ? pr->cred.kind : PERR_AUTH, "%s", pr->cred.text);
-	if (u && u->status != PS_OK)
-		return perr_set(e, u->err_kind ? u->err_kind : PERR_TEMP, "port %u: %s; %s",
-				u->port, u->error, advice);
-	if (u && u->tls_ok && !u->tls.verified)
-		return perr_set(e, PERR_TEMP, "%s", u->tls.verify_error);
-	if (u && !u->tls_ok && !(u->mode == TLS_STARTTLS && u->starttls_offered))
-		return perr_set(e, PERR_TEMP, "port %u offers no STARTTLS; %s", u->port, advice);
-	if (u)
-		return perr_set(e, PERR_UNAVAILABLE, "port %u cannot be used (no AUTH mechanism "
-				"postern knows: %s); %s", u->port, u->mechs[0] ? u->mechs : "none",
-				advice);
-	return perr_set(e, PERR_TEMP, "account %s: no configured port answers; %s", pr->a->name,
-			advice);
+	*e = pr->verdict;
+	if (b && pr->best != pr->used) {
+		recommendation(pr, rec, sizeof rec);
+		perr_append(e, "; --probe recommends: %s", rec);
+	}
+	return -1;
 }
 
 /* ---- the report: text --------------------------------------------------- */
@@ -621,7 +631,9 @@ static void text_port(FILE *out, const struct probe *pr, const struct port_resul
 	fprintf(out, "%*s", 11 - (int)strlen(status_names[p->status]), "");
 	if (p->reachable)
 		fprintf(out, "connected in %ld ms", p->connect_ms);
-	fprintf(out, "%s%s\n", note, p->configured ? " [configured]" : "");
+	fprintf(out, "%s%s\n", note,
+		p->other_mode ? " [configured port, other TLS mode]" :
+		p->configured ? " [configured]" : "");
 	if (p->error[0] && p->reachable)
 		label(out, "error", "%s%s%s", st->bad, p->error, st->off);
 	if (p->greeting[0])
@@ -644,6 +656,16 @@ static void text_port(FILE *out, const struct probe *pr, const struct port_resul
 		label(out, "capabilities", "%s", line);
 	if (p->status == PS_OK)
 		label(out, "AUTH", "%s", p->mechs[0] ? p->mechs : "(none offered)");
+	if (p->configured && !p->other_mode && config_port_tls(pr->a, p->port) != TLS_OFF) {
+		int m = speaks(pr, (size_t)(p - pr->res));
+
+		if (m < 0)
+			label(out, "speaks", "%sneither STARTTLS nor implicit TLS%s", st->bad, st->off);
+		else
+			label(out, "speaks", "%s%s%s (tls = %s)", (enum tls_mode)m == p->mode ? st->ok : st->warn,
+			      m == TLS_IMPLICIT ? "implicit TLS" : "STARTTLS", st->off,
+			      mode_name((enum tls_mode)m));
+	}
 }
 
 static void report_text(const struct probe *pr, const struct config *cfg, FILE *out)
@@ -668,11 +690,16 @@ static void report_text(const struct probe *pr, const struct config *cfg, FILE *
 	if (!pr->cred.needed)
 		fprintf(out, "%-18s%s\n", "credentials", "none configured (no AUTH)");
 	else if (pr->cred.accepted)
-		fprintf(out, "%-18s%saccepted%s (user %s, port %u; no mail sent)\n", "credentials",
-			st->ok, st->off, a->user ? a->user : "", pr->cred.port);
+		fprintf(out, "%-18s%saccepted%s (user %s, AUTH %s, port %u; no mail sent)\n",
+			"credentials", st->ok, st->off, a->user ? a->user : "", pr->cred.mech,
+			pr->cred.port);
 	else
 		fprintf(out, "%-18s%s%s%s\n", "credentials", st->bad,
 			pr->cred.text[0] ? pr->cred.text : "not checked", st->off);
+	if (pr->sender_checked)
+		fprintf(out, "%-18s%s%s%s (MAIL FROM:<%s>, then RSET)\n", "sender",
+			pr->sender_accepted ? st->ok : st->bad,
+			pr->sender_accepted ? "accepted" : pr->sender_text, st->off, pr->sender);
 	recommendation(pr, rec, sizeof rec);
 	fprintf(out, "%-18s%s%s%s\n", "recommendation", pr->works ? st->ok : st->warn, rec, st->off);
 }
@@ -755,11 +782,18 @@ static void json_tls(FILE *out, const struct port_result *p)
 	fputs("}, ", out);
 }
 
-static void json_port(FILE *out, const struct port_result *p)
+static void json_port(FILE *out, const struct probe *pr, const struct port_result *p)
 {
 	fprintf(out, "    {\"port\": %u, \"mode\": ", p->port);
 	jstr(out, mode_name(p->mode));
-	fprintf(out, ", \"configured\": %s, \"status\": ", p->configured ? "true" : "false");
+	fprintf(out, ", \"configured\": %s, \"other_mode\": %s, ", p->configured ? "true" : "false",
+		p->other_mode ? "true" : "false");
+	if (p->configured && !p->other_mode && config_port_tls(pr->a, p->port) != TLS_OFF) {
+		int m = speaks(pr, (size_t)(p - pr->res));
+
+		jkv(out, "speaks", m < 0 ? NULL : mode_name((enum tls_mode)m), 1);
+	}
+	fputs("\"status\": ", out);
 	jstr(out, status_names[p->status]);
 	fprintf(out, ", \"reachable\": %s, \"connect_ms\": ", p->reachable ? "true" : "false");
 	if (p->reachable)
@@ -791,7 +825,7 @@ static void report_json(const struct probe *pr, const struct config *cfg, FILE *
 	jkv(out, "config", cfg ? cfg->path : NULL, 1);
 	fputs("\"ports\": [\n", out);
 	for (size_t i = 0; i < pr->n; i++) {
-		json_port(out, &pr->res[i]);
+		json_port(out, pr, &pr->res[i]);
 		fputs(i + 1 < pr->n ? ",\n" : "\n", out);
 	}
 	fprintf(out, "  ],\n  \"credentials\": {\"needed\": %s, \"checked\": %s, \"accepted\": %s, ",
@@ -799,9 +833,14 @@ static void report_json(const struct probe *pr, const struct config *cfg, FILE *
 		c->accepted ? "true" : "false");
 	if (c->port)
 		fprintf(out, "\"port\": %u, ", c->port);
+	jkv(out, "mechanism", c->mech, 1);
 	jkv(out, "user", a->user, 1);
 	jkv(out, "error", c->accepted ? NULL : c->text, 0);
 	recommendation(pr, rec, sizeof rec);
+	fprintf(out, "},\n  \"sender\": {\"checked\": %s, \"accepted\": %s, ",
+		pr->sender_checked ? "true" : "false", pr->sender_accepted ? "true" : "false");
+	jkv(out, "address", pr->sender_checked ? pr->sender : NULL, 1);
+	jkv(out, "error", pr->sender_accepted ? NULL : pr->sender_text, 0);
 	fputs("},\n  \"recommendation\": {", out);
 	if (b) {
 		fprintf(out, "\"port\": %u, ", b->port);
@@ -818,7 +857,6 @@ int probe_run(const struct config *cfg, const struct account *a, int json, FILE 
 {
 	struct probe pr = { .a = a, .used = -1, .best = -1 };
 	size_t bytes = PROBE_MAX * sizeof *pr.res;
-	char rec[PERR_TEXT_MAX];
 	int rc = 0;
 
 	pr.helo = submit_helo_name(a);
@@ -837,10 +875,8 @@ int probe_run(const struct config *cfg, const struct account *a, int json, FILE 
 	else
 		report_text(&pr, cfg, out);
 	fflush(out);
-	if (!pr.works) {
-		recommendation(&pr, rec, sizeof rec);
-		rc = probe_error(&pr, rec, e);
-	}
+	if (!pr.works)
+		rc = probe_error(&pr, e);
 	munmap(pr.res, bytes);
 	return rc;
 }

@@ -1,4 +1,12 @@
-/* smtp.h — the SMTP client protocol engine.
+/* smtp.h — the SMTP client protocol engine: the one SMTP client of
+ * postern (delivery, the queue flush and --probe all use it).
+ *
+ * Its files: smtp.c (the session: connection, greeting, EHLO, STARTTLS,
+ * QUIT; reading replies and writing commands), smtp_auth.c (the AUTH
+ * mechanisms), smtp_txn.c (one transaction's commands and the verdict on
+ * their replies), smtp_batch.c (the pipelined batch of transactions);
+ * smtp_params.h (what a caller sets, the limits) and smtp_int.h (what
+ * they share, private to them).
  *
  * smtp_open runs the session up to a ready-to-send state: TCP connect,
  * greeting, EHLO, STARTTLS and EHLO again (or implicit TLS), AUTH.
@@ -19,11 +27,10 @@
 
 #include <stddef.h>
 
-#include "config.h"
 #include "conn.h"
 #include "errors.h"
 #include "reply.h"
-#include "tls.h"
+#include "smtp_params.h"
 
 /* EHLO capabilities. */
 enum {
@@ -55,25 +62,6 @@ struct smtp_caps {
 	unsigned long long size_max;  /* SIZE n; 0 = no limit given */
 };
 
-struct smtp_params {
-	const char *host;
-	unsigned port;
-	enum tls_mode tls;
-	struct tls_opts tls_opts;
-	const char *helo;            /* EHLO argument */
-	int timeout_s;
-	enum auth_mech auth;         /* AUTH_OFF: no AUTH */
-	const char *user;
-	const char *secret;          /* not copied; owned by struct secret */
-	size_t secret_len;
-	/* 1: with PIPELINING offered, a one-line AUTH (PLAIN, EXTERNAL: one
-	 * round trip, no security layer; RFC 4954 section 4) stays in the
-	 * write buffer and goes out with the first transaction; smtp_open
-	 * then returns before its reply, which the next smtp_send_batch (or
-	 * smtp_send) reads first.  0: smtp_open waits for 235 (--probe). */
-	int pipeline_auth;
-};
-
 struct smtp {
 	const struct smtp_params *p;
 	struct conn conn;
@@ -90,6 +78,11 @@ struct smtp {
 /* Parse the capabilities of a 250 reply to EHLO (lines after the first)
  * into caps (cleared first).  Also used by --probe. */
 void smtp_parse_ehlo(const struct reply *r, struct smtp_caps *caps);
+
+/* The mechanism smtp_open would use for AUTH when the server offers
+ * `offered` (SMTP_MECH_* bits) and the account asks for `want`
+ * (AUTH_AUTO: the strongest password mechanism); AUTH_OFF: none. */
+enum auth_mech smtp_pick_mech(unsigned offered, enum auth_mech want);
 
 /* The name of one SMTP_MECH_* bit ("PLAIN"), or NULL. */
 const char *smtp_mech_name(unsigned bit);
@@ -150,6 +143,12 @@ struct smtp_msg {
  * settled: a server that does not take AUTH pipelined may be tried again
  * with pipeline_auth = 0. */
 int smtp_send_batch(struct smtp *s, struct smtp_msg *msgs, size_t n, int quit, struct perr *e);
+
+/* MAIL FROM:<sender> and RSET: would the server take mail from this
+ * sender (--probe)?  Nothing is sent beyond the two commands.  Errors as
+ * for the MAIL FROM of smtp_send (a 553 is PERR_UNAVAILABLE with cause
+ * PERR_CAUSE_SENDER). */
+int smtp_try_sender(struct smtp *s, const char *sender, struct perr *e);
 
 /* QUIT (not waiting long for 221) and close. */
 void smtp_quit(struct smtp *s);

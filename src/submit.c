@@ -90,6 +90,11 @@ static void advise(struct perr *e, const struct account *a, unsigned port)
 	}
 }
 
+void submit_advise(struct perr *e, const struct account *a, unsigned port)
+{
+	advise(e, a, port);
+}
+
 static void fill_params(struct smtp_params *p, const struct account *a, const struct secret *s,
 			unsigned port)
 {

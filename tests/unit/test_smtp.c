@@ -1,6 +1,9 @@
 /* test_smtp.c — the SMTP engine (smtp_open, smtp_send_batch) against a
  * scripted server, checking the exact bytes postern writes, flight by
- * flight (SPEC section 5).
+ * flight (SPEC section 5): the pipelined batch, and the session and AUTH
+ * on their own (greeting and EHLO replies read in pieces, STARTTLS not
+ * offered or refused, a 421 greeting, AUTH PLAIN, LOGIN, XOAUTH2's 334
+ * challenge, 535, SCRAM chosen by auth = auto, the observer --probe uses).
  *
  * The fake server is a process of its own (this program run with --serve)
  * listening on 127.0.0.1, port 0.  Its script is a list of flights: the
@@ -52,6 +55,10 @@
 /* Bytes recorded per flight beyond what the script expects. */
 #define EXTRA_MAX 65536
 #define MAX_STEPS 16
+/* In a reply, '\v' marks a cut: the bytes before it are sent, then after
+ * SPLIT_MS the rest, so the client reads the reply in pieces. */
+#define SPLIT_MS 30
+#define GREETING "220 fake.test ESMTP\r\n"
 
 /* AUTH PLAIN of user "joe", password "secret": base64 of "\0joe\0secret". */
 #define USER "joe"
@@ -141,6 +148,7 @@ struct script {
 	enum tail tail;
 	const char *allowed[4];
 	int small_rcvbuf; /* a tiny receive buffer: a large body blocks the client */
+	const char *greeting; /* NULL: GREETING */
 };
 
 /* What the server saw: one record per flight it got to, then the tail. */
@@ -220,6 +228,20 @@ static void record_start(struct record *rec, size_t cap)
 	rec->how = SEEN_OK;
 	if (!rec->bytes)
 		_exit(3);
+}
+
+/* Send a reply, cut where it says '\v' (SPLIT_MS apart). */
+static void send_reply(int fd, const char *reply)
+{
+	for (;;) {
+		size_t n = strcspn(reply, "\v");
+
+		send_all(fd, reply, n);
+		if (!reply[n])
+			return;
+		poll(NULL, 0, SPLIT_MS);
+		reply += n + 1;
+	}
 }
 
 /* Read one flight into rec.  Returns 1 when it is exactly the script's. */
@@ -342,13 +364,13 @@ static void child_main(int lfd, int out, const struct script *sc)
 		put_record(out, &recs[0]);
 		_exit(0);
 	}
-	send_all(fd, "220 fake.test ESMTP\r\n", 21);
+	send_reply(fd, sc->greeting);
 	for (; done < sc->n && ok; done++) {
 		const struct step *st = &sc->steps[done];
 
 		ok = child_flight(fd, st, &recs[done]);
 		if (ok)
-			send_all(fd, st->reply, strlen(st->reply));
+			send_reply(fd, st->reply);
 		if (ok && (st->flags & S_CLOSE)) {
 			close(fd);
 			fd = -1;
@@ -400,6 +422,7 @@ static void script_encode(const struct script *sc)
 	wire_u32((uint32_t)sc->n);
 	wire_u32((uint32_t)sc->tail);
 	wire_u32(nallowed);
+	wire_str(sc->greeting ? sc->greeting : GREETING);
 	for (size_t i = 0; i < sc->n; i++) {
 		wire_u32(sc->steps[i].flags);
 		wire_str(sc->steps[i].expect);
@@ -459,6 +482,7 @@ static int serve(char **argv)
 	nallowed = take_u32(&o);
 	if (sc.n > MAX_STEPS || nallowed > 4)
 		_exit(6);
+	sc.greeting = take_str(&o);
 	for (size_t i = 0; i < sc.n; i++) {
 		sc.steps[i].flags = take_u32(&o);
 		sc.steps[i].expect = take_str(&o);
@@ -725,6 +749,13 @@ struct run {
 	size_t nmsgs;
 	int quit;       /* smtp_send_batch's quit */
 	int quit_after; /* then smtp_quit */
+	/* smtp_open alone, with these parameters changed: */
+	int open_only;
+	int starttls;                 /* tls = starttls (else off) */
+	enum auth_mech auth;          /* AUTH_PLAIN when AUTH_AUTO */
+	int auth_auto;                /* auth = auto */
+	int wait_auth;                /* pipeline_auth = 0 */
+	const struct smtp_observer *observer;
 	/* out */
 	int open_rc, batch_rc, wire_bad;
 	struct perr open_e, batch_e;
@@ -781,12 +812,17 @@ static void run(struct run *r)
 		r->msgs[i] = (struct smtp_msg){ .env = &r->envs[i], .src = mem_read,
 						.src_ctx = &r->srcs[i], .rewind = mem_rewind };
 	}
+	p.tls = r->starttls ? TLS_STARTTLS : TLS_OFF;
+	p.tls_opts.host = "127.0.0.1";
+	p.auth = r->auth_auto ? AUTH_AUTO : r->auth == AUTH_AUTO ? AUTH_PLAIN : r->auth;
+	p.pipeline_auth = !r->wait_auth;
+	p.observer = r->observer;
 	p.port = server_start(&r->sc);
 	perr_clear(&r->open_e);
 	perr_clear(&r->batch_e);
 	r->batch_rc = -2;
 	r->open_rc = smtp_open(&session, &p, &r->open_e);
-	if (r->open_rc == 0)
+	if (r->open_rc == 0 && !r->open_only)
 		r->batch_rc = smtp_send_batch(&session, r->msgs, r->nmsgs, r->quit, &r->batch_e);
 	if (r->quit_after)
 		smtp_quit(&session);
@@ -1211,6 +1247,238 @@ static void test_auth_echo_open(void **state)
 	assert_masked(r->open_e.text);
 }
 
+/* ---- the session and AUTH, smtp_open alone ------------------------------ *
+ *
+ * Each case: the exact bytes postern writes from EHLO to QUIT, and the
+ * error smtp_open returns. */
+
+/* A run of smtp_open then smtp_quit; the EHLO reply `ehlo`. */
+static struct run *open_run(const char *ehlo)
+{
+	static struct run r;
+
+	memset(&r, 0, sizeof r);
+	r.open_only = 1;
+	r.quit_after = 1;
+	r.wait_auth = 1;
+	step(&r, "EHLO client.test\r\n", ehlo, 0);
+	return &r;
+}
+
+/* The session ends with QUIT (answered), and the client closes. */
+static void ends_with_quit(struct run *r)
+{
+	step(r, "QUIT\r\n", BYE, 0);
+	r->sc.tail = TAIL_EOF;
+}
+
+static void assert_open_failed(const struct run *r, enum perr_kind kind, enum perr_cause cause,
+			       int code)
+{
+	assert_int_equal(r->wire_bad, 0);
+	assert_int_equal(r->open_rc, -1);
+	assert_int_equal(r->open_e.kind, kind);
+	assert_int_equal(r->open_e.cause, cause);
+	assert_int_equal(r->open_e.code, code);
+}
+
+/* A greeting and an EHLO reply of several lines, each arriving in pieces
+ * (cut between lines and inside one): read whole, capabilities parsed. */
+static void test_replies_in_pieces(void **state)
+{
+	struct run *r = open_run("250-fake.test\r\n\v250-PIPE\vLINING\r\n250-SIZE 1000\r\n"
+				 "250 AUTH PLAIN \vLOGIN\r\n");
+
+	(void)state;
+	r->sc.greeting = "220-fake.test\r\n\v220 ESM\vTP ready\r\n";
+	step(r, AUTH_LINE, AUTH_OK, 0);
+	ends_with_quit(r);
+	run(r);
+	assert_int_equal(r->wire_bad, 0);
+	assert_int_equal(r->open_rc, 0);
+	assert_int_equal(session.caps.flags & (SMTP_CAP_PIPELINING | SMTP_CAP_SIZE | SMTP_CAP_AUTH),
+			 SMTP_CAP_PIPELINING | SMTP_CAP_SIZE | SMTP_CAP_AUTH);
+	assert_int_equal(session.caps.size_max, 1000);
+	assert_int_equal(session.caps.mechs, SMTP_MECH_PLAIN | SMTP_MECH_LOGIN);
+}
+
+/* tls = starttls and no STARTTLS offered: nothing after EHLO but QUIT. */
+static void test_starttls_not_offered(void **state)
+{
+	struct run *r = open_run(ehlo_reply(CAP_PIPE));
+
+	(void)state;
+	r->starttls = 1;
+	ends_with_quit(r);
+	run(r);
+	assert_open_failed(r, PERR_TEMP, PERR_CAUSE_STARTTLS, 0);
+	assert_contains(r->open_e.text, "does not offer STARTTLS");
+}
+
+/* STARTTLS refused (454): a temporary failure quoting the reply; QUIT. */
+static void test_starttls_refused(void **state)
+{
+	struct run *r = open_run("250-fake.test\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n");
+
+	(void)state;
+	r->starttls = 1;
+	step(r, "STARTTLS\r\n", "454 4.7.0 TLS not available\r\n", 0);
+	ends_with_quit(r);
+	run(r);
+	assert_open_failed(r, PERR_TEMP, PERR_CAUSE_STARTTLS, 454);
+	assert_contains(r->open_e.text, "454 4.7.0 TLS not available");
+}
+
+/* A 421 greeting: the server closes, so postern sends nothing at all. */
+static void test_greeting_421(void **state)
+{
+	static struct run r;
+
+	(void)state;
+	memset(&r, 0, sizeof r);
+	r.open_only = 1;
+	r.sc.greeting = "421 4.3.2 too busy\r\n";
+	r.sc.tail = TAIL_EOF;
+	run(&r);
+	assert_open_failed(&r, PERR_TEMP, PERR_CAUSE_GREETING, 421);
+	assert_contains(r.open_e.text, "421 4.3.2 too busy");
+}
+
+/* AUTH PLAIN waited for (no pipelining): one line, 235, QUIT. */
+static void test_auth_plain(void **state)
+{
+	struct run *r = open_run(ehlo_reply(0));
+
+	(void)state;
+	step(r, AUTH_LINE, AUTH_OK, 0);
+	ends_with_quit(r);
+	run(r);
+	assert_int_equal(r->wire_bad, 0);
+	assert_int_equal(r->open_rc, 0);
+}
+
+/* AUTH LOGIN: user and password each after a 334. */
+static void test_auth_login(void **state)
+{
+	struct run *r = open_run(ehlo_reply(CAP_PIPE));
+
+	(void)state;
+	r->auth = AUTH_LOGIN;
+	step(r, "AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n", 0);
+	step(r, "am9l\r\n", "334 UGFzc3dvcmQ6\r\n", 0);
+	step(r, "c2VjcmV0\r\n", AUTH_OK, 0);
+	ends_with_quit(r);
+	run(r);
+	assert_int_equal(r->wire_bad, 0);
+	assert_int_equal(r->open_rc, 0);
+}
+
+/* AUTH LOGIN refused after the password: 535 is refused credentials. */
+static void test_auth_login_535(void **state)
+{
+	struct run *r = open_run(ehlo_reply(0));
+
+	(void)state;
+	r->auth = AUTH_LOGIN;
+	step(r, "AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n", 0);
+	step(r, "am9l\r\n", "334 UGFzc3dvcmQ6\r\n", 0);
+	step(r, "c2VjcmV0\r\n", AUTH_FAILED, 0);
+	ends_with_quit(r);
+	run(r);
+	assert_open_failed(r, PERR_AUTH, PERR_CAUSE_AUTH, 535);
+	assert_contains(r->open_e.text, "535 5.7.8 authentication failed");
+}
+
+/* XOAUTH2 with a refused token: the 334 error challenge is answered with
+ * an empty line, the final 535 decides, and the decoded reason is in the
+ * error line. */
+static void test_xoauth2_334(void **state)
+{
+	struct run *r = open_run("250-fake.test\r\n250 AUTH XOAUTH2\r\n");
+
+	(void)state;
+	r->auth = AUTH_XOAUTH2;
+	step(r, "AUTH XOAUTH2 dXNlcj1qb2UBYXV0aD1CZWFyZXIgc2VjcmV0AQE=\r\n",
+	     "334 eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=\r\n", 0);
+	step(r, "\r\n", "535 5.7.8 Username and Password not accepted\r\n", 0);
+	ends_with_quit(r);
+	run(r);
+	assert_open_failed(r, PERR_AUTH, PERR_CAUSE_AUTH, 535);
+	assert_contains(r->open_e.text, "{\"status\":\"401\",\"schemes\":\"bearer\"}");
+}
+
+/* auth = auto with only SCRAM-SHA-256 offered starts SCRAM (its client-
+ * first message, base64 of "n,,n=joe,r=NONCE", carries a random nonce:
+ * the server refuses as soon as the part before it is in, and closes).
+ * The whole exchange against a real SCRAM server is auth.test's. */
+static void test_auto_picks_scram(void **state)
+{
+	struct run *r = open_run("250-fake.test\r\n250 AUTH SCRAM-SHA-256\r\n");
+
+	(void)state;
+	r->auth_auto = 1;
+	step(r, "AUTH SCRAM-SHA-256 biwsbj1qb2Us", "535 5.7.8 no\r\n", S_PREFIX | S_CLOSE);
+	run(r);
+	assert_int_equal(r->wire_bad, 0);
+	assert_int_equal(smtp_pick_mech(SMTP_MECH_SCRAM_SHA_256, AUTH_AUTO), AUTH_SCRAM_SHA_256);
+	assert_int_equal(r->open_rc, -1);
+	assert_int_equal(r->open_e.kind, PERR_AUTH);
+	assert_int_equal(r->open_e.code, 535);
+}
+
+/* The observer sees each step: the connection, the greeting, EHLO (with
+ * its capabilities) and AUTH's outcome. */
+struct seen_steps {
+	int connected, greeting_code, ehlo_code, auth_rc;
+	char mech[24];
+};
+
+static void saw_connect(void *ctx, const char *addr)
+{
+	((struct seen_steps *)ctx)->connected = strcmp(addr, "127.0.0.1") == 0;
+}
+
+static void saw_greeting(void *ctx, const struct reply *rp)
+{
+	((struct seen_steps *)ctx)->greeting_code = rp->code;
+}
+
+static void saw_ehlo(void *ctx, const struct reply *rp, int tls_active)
+{
+	((struct seen_steps *)ctx)->ehlo_code = tls_active ? -1 : rp->code;
+}
+
+static void saw_auth(void *ctx, const char *mech, int rc)
+{
+	struct seen_steps *s = ctx;
+
+	s->auth_rc = rc;
+	snprintf(s->mech, sizeof s->mech, "%s", mech);
+}
+
+static void test_observer(void **state)
+{
+	static struct seen_steps seen;
+	static const struct smtp_observer ob = { .ctx = &seen, .connected = saw_connect,
+						 .greeting = saw_greeting, .ehlo = saw_ehlo,
+						 .auth = saw_auth };
+	struct run *r = open_run(ehlo_reply(0));
+
+	(void)state;
+	memset(&seen, 0, sizeof seen);
+	seen.auth_rc = 99;
+	r->observer = &ob;
+	step(r, AUTH_LINE, AUTH_FAILED, 0);
+	ends_with_quit(r);
+	run(r);
+	assert_open_failed(r, PERR_AUTH, PERR_CAUSE_AUTH, 535);
+	assert_int_equal(seen.connected, 1);
+	assert_int_equal(seen.greeting_code, 220);
+	assert_int_equal(seen.ehlo_code, 250);
+	assert_int_equal(seen.auth_rc, -1);
+	assert_string_equal(seen.mech, "PLAIN");
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -1229,6 +1497,16 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_flush_after_refusal, teardown),
 		cmocka_unit_test_teardown(test_auth_echo_pipelined, teardown),
 		cmocka_unit_test_teardown(test_auth_echo_open, teardown),
+		cmocka_unit_test_teardown(test_replies_in_pieces, teardown),
+		cmocka_unit_test_teardown(test_starttls_not_offered, teardown),
+		cmocka_unit_test_teardown(test_starttls_refused, teardown),
+		cmocka_unit_test_teardown(test_greeting_421, teardown),
+		cmocka_unit_test_teardown(test_auth_plain, teardown),
+		cmocka_unit_test_teardown(test_auth_login, teardown),
+		cmocka_unit_test_teardown(test_auth_login_535, teardown),
+		cmocka_unit_test_teardown(test_xoauth2_334, teardown),
+		cmocka_unit_test_teardown(test_auto_picks_scram, teardown),
+		cmocka_unit_test_teardown(test_observer, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -410,6 +410,7 @@ static int greeting(struct smtp *s, struct perr *e)
 {
 	if (read_reply(s, ST_GREETING, e) < 0)
 		return -1;
+	reply_oneline(&s->reply, s->greeting, sizeof s->greeting);
 	if (s->reply.code == 220)
 		return 0;
 	if (s->reply.code / 100 == 4)
@@ -532,7 +533,7 @@ static int auth_result(struct smtp *s, struct perr *e)
 	if (code / 100 == 4)
 		return server_fail(s, e, PERR_TEMP, PERR_CAUSE_AUTH, "authentication failed temporarily");
 	if (code / 100 == 5) {
-		/* submit.c (advise) and probe.c append the fix. */
+		/* hint.c chooses the fix (submit.c and probe.c ask it). */
 		return server_fail(s, e, PERR_AUTH, PERR_CAUSE_AUTH, "authentication refused");
 	}
 	return server_fail(s, e, PERR_PROTOCOL, PERR_CAUSE_AUTH, "unexpected reply to AUTH");
@@ -895,6 +896,7 @@ int smtp_open(struct smtp *s, const struct smtp_params *p, struct perr *e)
 	s->auth_pending = 0;
 	s->rcpt_refused = 0;
 	s->sent_b64 = NULL;
+	s->greeting[0] = '\0';
 	reply_init(&s->reply);
 	conn_init(&s->conn, p->timeout_s);
 	if (conn_connect(&s->conn, p->host, p->port, e) < 0)

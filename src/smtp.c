@@ -617,8 +617,7 @@ static int auth_initial(struct smtp *s, enum auth_mech m, const unsigned char *r
 		return -1;
 	if (auth_result(s, e) == 0)
 		return 0;
-	perr_append(e, "; the server says the OAuth2 token was refused: %s; password_command "
-		    "must print a valid, unexpired access token", why);
+	perr_append(e, " (the server's details: %s)", why); /* hint.c appends the fix */
 	return -1;
 }
 

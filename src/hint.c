@@ -194,6 +194,22 @@ static bool network_fix(const struct facts *f, char *buf, size_t cap)
 	}
 }
 
+/* The TLS handshake met plain text: on an implicit-TLS port the server
+ * speaks plain SMTP; after STARTTLS's 220 it is broken or tampered with. */
+static bool plain_fix(const struct facts *f, char *buf, size_t cap)
+{
+	if (f->e->cause != PERR_CAUSE_TLS_PLAIN)
+		return false;
+	if (config_port_tls(f->a, f->port) == TLS_IMPLICIT)
+		snprintf(buf, cap, "; port %u speaks plain SMTP: for STARTTLS ports (587, 25) set "
+			 "tls = starttls in %s", f->port, f->file);
+	else
+		snprintf(buf, cap, "; it answered 220 to STARTTLS but then did not start TLS: a "
+			 "broken server, or something on the network path tampering with STARTTLS; "
+			 "try tls = implicit with port = 465 in %s, or run postern --probe", f->file);
+	return true;
+}
+
 /* The greeting and EHLO: the server turns this client away. */
 static bool session_fix(const struct facts *f, char *buf, size_t cap)
 {
@@ -329,7 +345,8 @@ const char *hint_for(const struct perr *e, const struct hint_in *in, char *buf, 
 	f.provider = hint_provider_of(in->a->host, in->greeting, e->text, &f.st);
 	f.oauth2 = in->a->oauth2 != OAUTH2_NONE;
 	f.token = in->a->auth == AUTH_XOAUTH2 || in->a->auth == AUTH_OAUTHBEARER;
-	if (network_fix(&f, buf, cap) || session_fix(&f, buf, cap) || needs_fix(&f, buf, cap))
+	if (network_fix(&f, buf, cap) || plain_fix(&f, buf, cap) || session_fix(&f, buf, cap) ||
+	    needs_fix(&f, buf, cap))
 		return buf;
 	if (basic_auth_off(&f)) {
 		microsoft_fix(&f, buf, cap);

@@ -425,15 +425,6 @@ static int start_tls(struct smtp *s, struct perr *e)
 	conn_arm(&s->conn);
 	if (tls_start(&s->conn, &s->p->tls_opts, e) < 0) {
 		conn_close(&s->conn); /* half-done TLS: not even QUIT */
-		if (e && strstr(e->text, "does not speak TLS here")) {
-			if (s->p->tls == TLS_IMPLICIT)
-				perr_append(e, "; for STARTTLS ports (587, 25) set tls = starttls");
-			else
-				perr_append(e, "; it answered 220 to STARTTLS but then did not "
-					    "start TLS: a broken server, or something on the network "
-					    "path tampering with STARTTLS; try tls = implicit with "
-					    "port = 465, or run postern --probe");
-		}
 		return -1;
 	}
 	s->tls_active = 1;

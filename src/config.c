@@ -958,6 +958,7 @@ static void account_clear(struct account *a)
 	int k;
 
 	free(a->name);
+	free(a->config_file);
 	free(a->host);
 	free(a->tls_ca_file);
 	free(a->tls_fingerprint);
@@ -1152,6 +1153,7 @@ static void resolve_account(struct parse *p, struct sect *s, const struct sect *
 	*out = s->acc;
 	memset(&s->acc, 0, sizeof(s->acc));
 	out->name = xstrdup(s->name);
+	out->config_file = xstrdup(p->show);
 	for (k = 0; k < CFG_KEY_COUNT; k++) {
 		if (k != CFG_ACCOUNT && s->set_line[k]) {
 			out->origin[k] = origin_of(p, s->set_line[k], s->name);

@@ -37,6 +37,8 @@ enum oauth2_flow {
 
 struct account {
 	char *name;                     /* section name */
+	char *config_file;              /* the file it was read from, as messages
+					   show it ("~/.smtprc", "/etc/smtprc") */
 	char *host;
 	unsigned ports[CFG_PORTS_MAX];  /* effective list (defaults applied) */
 	int nports;

@@ -372,21 +372,28 @@ static const char *settle_item(struct queue *q, const struct account *a, struct 
 	return status;
 }
 
-/* Hold the account after refused credentials. */
-static void hold_account(struct queue *q, const struct account *a, const struct secret *s,
-			 const struct perr *why, void (*notice)(const char *))
+/* Hold the account after refused credentials.  With announce, a line
+ * says so; without, the caller's own line does (a send's one line).
+ * Returns 0, or -1 when the hold could not be written (said). */
+static int hold_account(struct queue *q, const struct account *a, const struct secret *s,
+			const struct perr *why, void (*notice)(const char *), int announce)
 {
 	struct perr e = { 0 };
 	struct cred c;
+	int rc = 0;
 
 	cred_of(a, s, &c);
-	if (queue_hold(q, a->name, why->text, c.parts, sizeof c.parts / sizeof c.parts[0], &e) < 0)
+	if (queue_hold(q, a->name, why->text, c.parts, sizeof c.parts / sizeof c.parts[0], &e) < 0) {
 		notify(notice, "%s", e.text);
+		rc = -1;
+	}
 	if (log_event_line(a->log, LOGL_ERR, &e, "account=%s status=held (%s)", a->name,
 			   why->text) < 0)
 		notify(notice, "warning: %s", e.text);
-	notify(notice, "account %s is held: %s; queued mail waits until its password or "
-	       "configuration changes, or you run postern -q", a->name, why->text);
+	if (announce && rc == 0)
+		notify(notice, "account %s is held: %s; queued mail waits until its password or "
+		       "configuration changes, or you run postern -q", a->name, why->text);
+	return rc;
 }
 
 /* The message could be neither delivered nor queued: the spool's error
@@ -504,12 +511,23 @@ static int keep_or_hold(struct send_state *st, const struct account *a, const st
 			struct deliver_result *res, struct perr *e)
 {
 	struct perr why = *e;
+	int held = 0;
 
 	if (fate_of(&why, 0) == FATE_HOLD && (st->q_open || open_queue(&st->q, e) == 0)) {
 		st->q_open = 1;
-		hold_account(&st->q, a, &st->s, &why, req->notice);
+		held = hold_account(&st->q, a, &st->s, &why, req->notice, 0) == 0;
 	}
-	return keep(st, a, m, env, &why, res, e);
+	if (keep(st, a, m, env, &why, res, e) < 0)
+		return -1;
+	if (held) {
+		/* One line says it all: queued, why, and the hold. */
+		size_t n = strlen(res->reason);
+
+		snprintf(res->reason + n, sizeof res->reason - n, "; account %s is held: its queued "
+			 "mail waits until its secret or configuration changes, or you run postern -q",
+			 a->name);
+	}
+	return 0;
 }
 
 /* Try now: the caller's message first, then the account's due queued
@@ -712,7 +730,7 @@ static struct acct_run *acct_get(struct flush_run *r, const char *name)
 		if (fate_of(&ar->why, 1) == FATE_HOLD) {
 			/* Credentials refused before any server was asked (an
 			 * OAuth2 grant revoked): held, like a 535. */
-			hold_account(r->q, ar->a, &ar->s, &ar->why, r->notice);
+			hold_account(r->q, ar->a, &ar->s, &ar->why, r->notice, 1);
 			ar->hold = 1;
 			ar->down = 1;
 			return ar;
@@ -842,7 +860,7 @@ static void flush_account(struct flush_run *r, struct queue_item *items, size_t 
 			refused = &jobs[i].err;
 	}
 	if (refused) {
-		hold_account(r->q, ar->a, &ar->s, refused, r->notice);
+		hold_account(r->q, ar->a, &ar->s, refused, r->notice, 1);
 		ar->hold = 1;
 		ar->down = 1;
 		ar->why = *refused;

@@ -143,6 +143,7 @@ const char *perr_cause_name(enum perr_cause cause)
 		[PERR_CAUSE_CONNECT_TIMEOUT] = "connect-timeout",
 		[PERR_CAUSE_CONNECT_UNREACHABLE] = "connect-unreachable",
 		[PERR_CAUSE_TLS] = "tls",
+		[PERR_CAUSE_TLS_PLAIN] = "tls-plain",
 		[PERR_CAUSE_GREETING] = "greeting",
 		[PERR_CAUSE_EHLO] = "ehlo",
 		[PERR_CAUSE_STARTTLS] = "starttls",

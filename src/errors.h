@@ -40,6 +40,8 @@ enum perr_cause {
 	PERR_CAUSE_CONNECT_UNREACHABLE,
 	/* the session */
 	PERR_CAUSE_TLS,              /* handshake, certificate, TLS version */
+	PERR_CAUSE_TLS_PLAIN,        /* the handshake met plain text: the server
+					does not speak TLS there */
 	PERR_CAUSE_GREETING,         /* the greeting: 4xx/5xx, silence, not SMTP */
 	PERR_CAUSE_EHLO,             /* EHLO/HELO refused */
 	PERR_CAUSE_STARTTLS,         /* STARTTLS not offered or refused */

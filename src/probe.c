@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "deliver.h"
+#include "hint.h"
 #include "log.h"
 #include "probe.h"
 #include "reply.h"
@@ -470,17 +471,17 @@ static int check_session(struct probe *pr, int i, struct perr *e)
 			rc = smtp_try_sender(&s, sender, e);
 			pr->sender_accepted = rc == 0;
 			if (rc < 0)
-				submit_advise(e, pr->a, p->port);
+				hint_advise_greeted(e, pr->a, p->port, s.greeting[0] ? s.greeting : NULL);
 		}
 		smtp_quit(&s);
 		if (rc < 0)
 			str_copy(pr->sender_text, e->text, sizeof pr->sender_text);
 	} else if (cr->needed) {
 		cr->kind = e->kind;
-		submit_advise(e, pr->a, p->port);
+		hint_advise_greeted(e, pr->a, p->port, s.greeting[0] ? s.greeting : NULL);
 		str_copy(cr->text, e->text, sizeof cr->text);
 	} else {
-		submit_advise(e, pr->a, p->port);
+		hint_advise_greeted(e, pr->a, p->port, s.greeting[0] ? s.greeting : NULL);
 	}
 	secret_free(&sec);
 	return rc;
@@ -505,7 +506,8 @@ static void judge(struct probe *pr)
 		perr_set(&pr->verdict, PERR_CONFIG, "account %s has no port to try", pr->a->name);
 	} else if (pr->res[pr->used].err.kind != PERR_NONE) {
 		pr->verdict = pr->res[pr->used].err;
-		submit_advise(&pr->verdict, pr->a, pr->res[pr->used].port);
+		hint_advise_greeted(&pr->verdict, pr->a, pr->res[pr->used].port,
+				    pr->res[pr->used].greeting[0] ? pr->res[pr->used].greeting : NULL);
 	} else if (check_session(pr, pr->used, &ce) < 0) {
 		pr->verdict = ce;
 	}
@@ -540,8 +542,9 @@ static void recommendation(const struct probe *pr, char *buf, size_t cap)
 		snprintf(buf, cap, "port = %u, tls = %s reaches the server, but the credentials "
 			 "were refused: fix user or the password first", b->port, mode_name(b->mode));
 	else if (b)
-		snprintf(buf, cap, "set port = %u and tls = %s in ~/.smtprc", b->port,
-			 mode_name(b->mode));
+		snprintf(buf, cap, "set port = %u and tls = %s in %s", b->port,
+			 mode_name(b->mode),
+			 pr->a->config_file ? pr->a->config_file : "the configuration file");
 	else if (all_timeout)
 		snprintf(buf, cap, "every port timed out: this network blocks outgoing mail "
 			 "(try another network, or ask its administrator), or host = %s is wrong",

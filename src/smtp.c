@@ -345,6 +345,7 @@ static int greeting(struct smtp *s, struct perr *e)
 	if (smtp_read_reply(s, ST_GREETING, e) < 0)
 		return -1;
 	OBSERVE(s, greeting, &s->reply);
+	reply_oneline(&s->reply, s->greeting, sizeof s->greeting);
 	if (s->reply.code == 220)
 		return 0;
 	if (s->reply.code / 100 == 4)
@@ -380,16 +381,6 @@ static int start_tls(struct smtp *s, struct perr *e)
 	conn_arm(&s->conn);
 	if (handshake(s, e) < 0) {
 		conn_close(&s->conn); /* half-done TLS: not even QUIT */
-		if (e && strstr(e->text, "does not speak TLS here")) {
-			if (s->p->tls == TLS_IMPLICIT)
-				perr_append(e, "; for STARTTLS ports (587, 25) set tls = starttls");
-			else
-				perr_append(
-				    e, "; it answered 220 to STARTTLS but then did not "
-				       "start TLS: a broken server, or something on the network "
-				       "path tampering with STARTTLS; try tls = implicit with "
-				       "port = 465, or run postern --probe");
-		}
 		return -1;
 	}
 	s->tls_active = 1;
@@ -442,6 +433,7 @@ int smtp_open(struct smtp *s, const struct smtp_params *p, struct perr *e)
 	s->auth_pending = 0;
 	s->rcpt_refused = 0;
 	s->sent_b64 = NULL;
+	s->greeting[0] = '\0';
 	reply_init(&s->reply);
 	conn_init(&s->conn, p->timeout_s);
 	if (conn_connect(&s->conn, p->host, p->port, e) < 0)

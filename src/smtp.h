@@ -73,6 +73,9 @@ struct smtp {
 	char *sent_b64;              /* the last credential payload sent, to mask
 					its echo in replies; wiped at close */
 	struct reply reply;          /* the last reply read */
+	/* The server's greeting as one line (sanitised, cut), "" before it;
+	 * it names the provider behind the server (hint.c). */
+	char greeting[256];
 };
 
 /* Parse the capabilities of a 250 reply to EHLO (lines after the first)

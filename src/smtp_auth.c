@@ -149,7 +149,7 @@ int smtp_auth_result(struct smtp *s, struct perr *e)
 		return smtp_server_fail(s, e, PERR_TEMP, PERR_CAUSE_AUTH,
 					"authentication failed temporarily");
 	if (code / 100 == 5) {
-		/* submit.c (advise) and probe.c append the fix. */
+		/* hint.c chooses the fix (submit.c and probe.c ask it). */
 		return smtp_server_fail(s, e, PERR_AUTH, PERR_CAUSE_AUTH, "authentication refused");
 	}
 	return smtp_server_fail(s, e, PERR_PROTOCOL, PERR_CAUSE_AUTH, "unexpected reply to AUTH");
@@ -233,8 +233,7 @@ static int auth_initial(struct smtp *s, enum auth_mech m, const unsigned char *r
 		return -1;
 	if (smtp_auth_result(s, e) == 0)
 		return 0;
-	perr_append(e, "; the server says the OAuth2 token was refused: %s; password_command "
-		    "must print a valid, unexpired access token", why);
+	perr_append(e, " (the server's details: %s)", why); /* hint.c appends the fix */
 	return -1;
 }
 

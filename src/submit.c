@@ -1,5 +1,5 @@
 /* submit.c — submission policy: ports in order, TLS mode per port, the
- * AUTH mechanism, and the fix appended to each kind of failure. */
+ * AUTH mechanism; each failure gets the fix hint.c chooses. */
 #include "autoconf.h"
 
 #include <netdb.h>
@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hint.h"
 #include "log.h"
 #include "submit.h"
 #include "util.h"
@@ -43,56 +44,12 @@ struct tls_opts submit_tls_opts(const struct account *a)
 	return o;
 }
 
-/* A 5xx to MAIL FROM, or at the end of the data when the server's reply
- * is about the sender (an enhanced code of the sender's address, or its
- * text says so): the provider does not let this account send as this
- * address. */
-static int sender_refused(const struct perr *e)
+/* Append the fix a person needs for this failure, when hint.c knows one:
+ * chosen by its cause, the server's reply and the provider behind the
+ * server (its greeting when the session got that far). */
+static void advise(struct perr *e, const struct account *a, unsigned port, const struct smtp *s)
 {
-	static const char *const sender_codes[] = { "5.1.7", "5.1.8", "5.2.252", "5.7.60" };
-
-	if (e->code < 550 || e->code > 554)
-		return 0;
-	if (e->cause == PERR_CAUSE_SENDER)
-		return 1;
-	if (e->cause != PERR_CAUSE_CONTENT)
-		return 0;
-	for (size_t i = 0; i < sizeof sender_codes / sizeof sender_codes[0]; i++)
-		if (strcmp(e->enhanced, sender_codes[i]) == 0)
-			return 1;
-	return strcasestr(e->text, "sender") || strcasestr(e->text, "send as");
-}
-
-/* Append the fix a person needs for this failure, when we know one,
- * chosen by its cause and the server's reply code. */
-static void advise(struct perr *e, const struct account *a, unsigned port)
-{
-	int oauth = a->auth == AUTH_XOAUTH2 || a->auth == AUTH_OAUTHBEARER;
-
-	if (e->cause == PERR_CAUSE_CONNECT_TIMEOUT) {
-		perr_append(e, "; the network may block port %u; try %s, or run postern --probe",
-			    port, port == 465 ? "587 or 2525" : port == 2525 ? "587 or 465" : "465 or 2525");
-	} else if (e->cause == PERR_CAUSE_CONNECT_REFUSED) {
-		perr_append(e, "; nothing listens on port %u of %s: check host and port in %s, or run postern --probe",
-			    port, a->host, "~/.smtprc");
-	} else if (e->cause == PERR_CAUSE_GREETING && e->timed_out &&
-		   config_port_tls(a, port) != TLS_IMPLICIT) {
-		perr_append(e, "; a server that waits silently may expect TLS from the first byte: "
-			       "set tls = implicit (usual on port 465), or run postern --probe");
-	} else if (e->code == 530 && config_port_tls(a, port) == TLS_OFF) {
-		perr_append(e, "; set tls = starttls");
-	} else if (e->kind == PERR_AUTH && e->code >= 500 && !oauth) {
-		perr_append(e, "; check the password for account %s; Gmail and Outlook need an "
-			       "app password or OAuth2 (auth = xoauth2)", a->name);
-	} else if (sender_refused(e)) {
-		perr_append(e, "; the provider refuses this From address; set from = or "
-			       "from_header = force");
-	}
-}
-
-void submit_advise(struct perr *e, const struct account *a, unsigned port)
-{
-	advise(e, a, port);
+	hint_advise_greeted(e, a, port, s->greeting[0] ? s->greeting : NULL);
 }
 
 static void fill_params(struct smtp_params *p, const struct account *a, const struct secret *s,
@@ -131,7 +88,7 @@ static int open_session(struct smtp *session, struct smtp_params *p, const struc
 	}
 	if (a->nports == 0)
 		return perr_set(e, PERR_CONFIG, "account %s has no port to try", a->name);
-	advise(e, a, p->port);
+	advise(e, a, p->port, session);
 	return -1;
 }
 
@@ -160,7 +117,7 @@ static void settled(struct smtp_msg *m)
 		perr_clear(&j->err);
 	} else {
 		j->err = m->err;
-		advise(&j->err, mc->ss->a, mc->ss->p.port);
+		advise(&j->err, mc->ss->a, mc->ss->p.port, &mc->ss->smtp);
 	}
 	finish(j);
 }
@@ -247,7 +204,7 @@ int submit_send(struct submit_session *ss, struct submit_job *jobs, size_t njobs
 	if (rc < 0 && ss->smtp.auth_pending)
 		rc = auth_alone(ss, msgs, njobs, last, e);
 	if (rc < 0) {
-		advise(e, ss->a, ss->p.port);
+		advise(e, ss->a, ss->p.port, &ss->smtp);
 		rest_fail(jobs, msgs, njobs, e, ss->p.port);
 	}
 	if (rc < 0 || last || ss->smtp.conn.fd < 0) {

@@ -70,11 +70,6 @@ void submit_close(struct submit_session *ss);
 /* Give every job e as its outcome (a session that could not be opened). */
 void submit_fail(struct submit_job *jobs, size_t njobs, const struct perr *e);
 
-/* Append the fix a person needs for this failure on port `port` of
- * account a, when one is known (the advice every delivery failure gets;
- * --probe gives the same). */
-void submit_advise(struct perr *e, const struct account *a, unsigned port);
-
 /* The EHLO name: account domain, else this host's fully qualified name. */
 const char *submit_helo_name(const struct account *a);
 

@@ -662,10 +662,13 @@ static int handshake_error(struct conn *c, struct tls_layer *l, int r, const str
 	else if (kind == SSL_ERROR_SYSCALL)
 		perr_set(e, PERR_TEMP, "TLS handshake with %s failed: %s", c->peer,
 			 strerror(errno));
-	else if (reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_PACKET_LENGTH_TOO_LONG)
-		/* The caller knows whether this followed STARTTLS and adds the fix. */
+	else if (reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_PACKET_LENGTH_TOO_LONG) {
+		/* Whether this followed STARTTLS decides the fix (hint.c). */
 		perr_set(e, PERR_TEMP, "TLS handshake with %s failed: the server does not speak "
 			 "TLS here (plain SMTP?)", c->peer);
+		tls_fail(e, PERR_TEMP);
+		return perr_because(e, PERR_CAUSE_TLS_PLAIN);
+	}
 	else if (reason == SSL_R_UNSUPPORTED_PROTOCOL || reason == SSL_R_NO_PROTOCOLS_AVAILABLE ||
 		 reason == SSL_R_TLSV1_ALERT_PROTOCOL_VERSION)
 		perr_set(e, PERR_TEMP, "TLS handshake with %s failed: the server does not support "

@@ -565,6 +565,8 @@ class Case:
         lines = []
         for title, text in self.notes:
             lines.append("%s:" % title)
+            if not isinstance(text, str):
+                text = "\n".join(map(str, text))
             lines += ["  " + x for x in text.splitlines()[:30]]
         for r in self.runs[-3:]:
             lines += r.describe()

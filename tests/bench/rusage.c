@@ -1,4 +1,4 @@
-/* rusage.c — run a command and report what it cost, for bench/run.
+/* rusage.c — run a command and report what it cost, for tests/bench/run.
  *
  *   rusage [-n N] OUTFILE PROGRAM [ARG...]
  *

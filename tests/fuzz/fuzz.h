@@ -1,10 +1,10 @@
-/* fuzz.h — what the fuzz targets in fuzz/ share: the libFuzzer entry
+/* fuzz.h — what the fuzz targets in tests/fuzz/ share: the libFuzzer entry
  * point, a check that aborts (libFuzzer and the replay driver both report
  * an abort as a failure), and small oracles used by several targets.
  *
  * Each fuzz_NAME.c defines LLVMFuzzerTestOneInput.  It is linked either
  * with libFuzzer (./configure --enable-fuzzing CC=clang; `make fuzz`) or
- * with replay.c, which runs the checked-in corpus fuzz/corpus/NAME/ as a
+ * with replay.c, which runs the checked-in corpus tests/fuzz/corpus/NAME/ as a
  * TAP test in every build. */
 #ifndef POSTERN_FUZZ_H
 #define POSTERN_FUZZ_H

@@ -1,8 +1,8 @@
 /* replay.c — runs a fuzz target over its checked-in corpus without
  * libFuzzer, so that every build (gcc included) replays it in `make
  * check`.  Linked with one fuzz_NAME.c; the program is called replay_NAME
- * and reads fuzz/corpus/NAME/ under $TESTS_SRCDIR/.. (or the files and
- * directories given as arguments).
+ * and reads tests/fuzz/corpus/NAME/ (fuzz/corpus/NAME/ under $TESTS_SRCDIR,
+ * or the files and directories given as arguments).
  *
  * Output is TAP: one test per regression input (files named regress-*,
  * each a bug found and fixed) and one for the rest of the corpus.  An
@@ -152,7 +152,7 @@ int main(int argc, char **argv)
 	if (strncmp(name, "replay_", 7) == 0)
 		name += 7;
 	if (npaths == 0) {
-		snprintf(dflt, sizeof dflt, "%s/../fuzz/corpus/%s", srcdir ? srcdir : "tests",
+		snprintf(dflt, sizeof dflt, "%s/fuzz/corpus/%s", srcdir ? srcdir : "tests",
 			 name);
 		paths = dflt_argv;
 		npaths = 1;

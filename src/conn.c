@@ -533,7 +533,9 @@ static int fill(struct conn *c, struct perr *e)
 				return -1;
 			continue;
 		}
-		return at_cause(e, PERR_CAUSE_LOST, -1);
+		/* The TLS layer's own cause (a client certificate wanted) stays. */
+		return at_cause(e, e && e->cause == PERR_CAUSE_CLIENT_CERT ? PERR_CAUSE_CLIENT_CERT
+				   : PERR_CAUSE_LOST, -1);
 	}
 }
 

@@ -42,10 +42,20 @@ enum perr_cause {
 	PERR_CAUSE_TLS,              /* handshake, certificate, TLS version */
 	PERR_CAUSE_TLS_PLAIN,        /* the handshake met plain text: the server
 					does not speak TLS there */
+	PERR_CAUSE_CERT_UNTRUSTED,   /* the certificate's issuer is not trusted */
+	PERR_CAUSE_CERT_NAME,        /* the certificate is for other names */
+	PERR_CAUSE_CERT_EXPIRED,     /* it (or one in its chain) has expired */
+	PERR_CAUSE_CERT_NOTYET,      /* it is not valid yet (this clock?) */
+	PERR_CAUSE_CERT_PIN,         /* it is not the one tls_fingerprint names */
+	PERR_CAUSE_CLIENT_CERT,      /* the server wants a client certificate */
 	PERR_CAUSE_GREETING,         /* the greeting: 4xx/5xx, silence, not SMTP */
 	PERR_CAUSE_EHLO,             /* EHLO/HELO refused */
-	PERR_CAUSE_STARTTLS,         /* STARTTLS not offered or refused */
-	PERR_CAUSE_AUTH,             /* AUTH refused (PERR_AUTH) or unusable */
+	PERR_CAUSE_STARTTLS,         /* STARTTLS refused */
+	PERR_CAUSE_NO_STARTTLS,      /* STARTTLS not offered */
+	PERR_CAUSE_AUTH,             /* AUTH refused (PERR_AUTH) or failed */
+	PERR_CAUSE_CLEARTEXT,        /* postern will not log in unencrypted */
+	PERR_CAUSE_NO_AUTH,          /* the server offers no AUTH */
+	PERR_CAUSE_MECH,             /* no offered mechanism can be used */
 	PERR_CAUSE_LOST,             /* connection lost or timed out mid-session */
 	PERR_CAUSE_PROTOCOL,         /* a reply that makes no sense */
 	/* the message itself: a permanent one ends it (perr_ends_message) */

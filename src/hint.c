@@ -131,6 +131,8 @@ struct facts {
 	enum hint_provider provider;
 	bool oauth2;               /* postern fetches the account's tokens */
 	bool token;                /* the secret is an OAuth2 access token */
+	const char *probe;         /* ", or run postern --probe", or "" when
+				      the line is the probe's own */
 };
 
 static bool permanent(const struct facts *f)
@@ -178,12 +180,12 @@ static bool network_fix(const struct facts *f, char *buf, size_t cap)
 			snprintf(buf, cap, "; check host in %s", f->file);
 		return true;
 	case PERR_CAUSE_CONNECT_TIMEOUT:
-		snprintf(buf, cap, "; the network may block port %u: try port = %s in %s, or run "
-			 "postern --probe", f->port, other_ports(f->port), f->file);
+		snprintf(buf, cap, "; the network may block port %u: try port = %s in %s%s",
+			 f->port, other_ports(f->port), f->file, f->probe);
 		return true;
 	case PERR_CAUSE_CONNECT_REFUSED:
-		snprintf(buf, cap, "; nothing listens on port %u of %s: check host and port in %s, "
-			 "or run postern --probe", f->port, f->a->host, f->file);
+		snprintf(buf, cap, "; nothing listens on port %u of %s: check host and port in %s%s",
+			 f->port, f->a->host, f->file, f->probe);
 		return true;
 	case PERR_CAUSE_CONNECT_UNREACHABLE:
 		snprintf(buf, cap, "; no route to %s: check the network connection, and host in %s",
@@ -206,7 +208,7 @@ static bool plain_fix(const struct facts *f, char *buf, size_t cap)
 	else
 		snprintf(buf, cap, "; it answered 220 to STARTTLS but then did not start TLS: a "
 			 "broken server, or something on the network path tampering with STARTTLS; "
-			 "try tls = implicit with port = 465 in %s, or run postern --probe", f->file);
+			 "try tls = implicit with port = 465 in %s%s", f->file, f->probe);
 	return true;
 }
 
@@ -218,8 +220,15 @@ static bool session_fix(const struct facts *f, char *buf, size_t cap)
 	if (e->cause == PERR_CAUSE_GREETING && e->timed_out &&
 	    config_port_tls(f->a, f->port) != TLS_IMPLICIT) {
 		snprintf(buf, cap, "; a server that waits silently may expect TLS from the first "
-			 "byte: set tls = implicit (usual on port 465) in %s, or run postern --probe",
-			 f->file);
+			 "byte: set tls = implicit (usual on port 465) in %s%s", f->file, f->probe);
+		return true;
+	}
+	if (e->cause == PERR_CAUSE_GREETING && e->kind == PERR_TEMP && !e->code && !e->timed_out) {
+		/* closed or reset before a word: a limit, a block list, or a
+		 * port that is not SMTP */
+		snprintf(buf, cap, "; the server hung up before its greeting (a connection limit, "
+			 "a block on this address, or not an SMTP port): try again later; if it "
+			 "lasts, check host and port in %s%s", f->file, f->probe);
 		return true;
 	}
 	if (e->cause == PERR_CAUSE_GREETING && e->code / 100 == 4) {
@@ -236,6 +245,76 @@ static bool session_fix(const struct facts *f, char *buf, size_t cap)
 	if (e->cause == PERR_CAUSE_EHLO && permanent(f)) {
 		snprintf(buf, cap, "; set domain = this host's fully qualified name in %s "
 			 "(the name sent with EHLO)", f->file);
+		return true;
+	}
+	return false;
+}
+
+/* The certificate: the facts are in the text (its names, its
+ * fingerprint, the date); the fix depends on what is wrong with it. */
+static bool cert_fix(const struct facts *f, char *buf, size_t cap)
+{
+	switch (f->e->cause) {
+	case PERR_CAUSE_CERT_NAME:
+		snprintf(buf, cap, "; set host to one of those names in %s", f->file);
+		return true;
+	case PERR_CAUSE_CERT_UNTRUSTED:
+		snprintf(buf, cap, "; if the server is yours, set tls_fingerprint to it, or "
+			 "tls_ca_file, for account %s in %s", f->a->name, f->file);
+		return true;
+	case PERR_CAUSE_CERT_PIN:
+		snprintf(buf, cap, "; if the server's certificate was replaced, check the new one "
+			 "and set tls_fingerprint to it in %s", f->file);
+		return true;
+	case PERR_CAUSE_CERT_EXPIRED:
+		/* nothing in the configuration can make it valid */
+		snprintf(buf, cap, "; the server's administrator must renew it");
+		return true;
+	case PERR_CAUSE_CERT_NOTYET:
+		snprintf(buf, cap, "; check this machine's clock");
+		return true;
+	case PERR_CAUSE_CLIENT_CERT:
+		snprintf(buf, cap, "; set tls_cert_file and tls_key_file for account %s in %s",
+			 f->a->name, f->file);
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* What the server offers does not fit the account: no STARTTLS, no AUTH,
+ * no mechanism postern may use; or postern will not log in unencrypted. */
+static bool offer_fix(const struct facts *f, char *buf, size_t cap)
+{
+	switch (f->e->cause) {
+	case PERR_CAUSE_NO_STARTTLS:
+		snprintf(buf, cap, "; if the server uses TLS from the first byte, set tls = implicit "
+			 "and port = 465 in %s%s", f->file, f->probe);
+		return true;
+	case PERR_CAUSE_CLEARTEXT:
+		snprintf(buf, cap, "; set tls = starttls (or tls = implicit with port = 465) in %s",
+			 f->file);
+		return true;
+	case PERR_CAUSE_NO_AUTH:
+		snprintf(buf, cap, "; if it needs no login, remove user or set auth = off for "
+			 "account %s in %s", f->a->name, f->file);
+		return true;
+	case PERR_CAUSE_MECH:
+		if (f->a->auth == AUTH_AUTO)
+			snprintf(buf, cap, "; for a token or a certificate set auth = xoauth2, "
+				 "oauthbearer or external for account %s in %s", f->a->name, f->file);
+		else
+			snprintf(buf, cap, "; set auth to one of those, or auto, for account %s in %s",
+				 f->a->name, f->file);
+		return true;
+	default:
+		break;
+	}
+	/* 538 (RFC 4954): this mechanism only over an encrypted connection */
+	if (f->e->cause == PERR_CAUSE_AUTH && f->e->code == 538 &&
+	    config_port_tls(f->a, f->port) == TLS_OFF) {
+		snprintf(buf, cap, "; set tls = starttls (or tls = implicit with port = 465) in %s",
+			 f->file);
 		return true;
 	}
 	return false;
@@ -283,7 +362,8 @@ static bool credentials_fix(const struct facts *f, char *buf, size_t cap)
 	const struct account *a = f->a;
 	char src[128];
 
-	if (f->e->kind != PERR_AUTH || f->e->cause != PERR_CAUSE_AUTH || !permanent(f))
+	if (f->e->kind != PERR_AUTH || f->e->cause != PERR_CAUSE_AUTH || !permanent(f) ||
+	    f->e->code == 538)
 		return false;
 	if (f->oauth2)
 		snprintf(buf, cap, "; the server refused the OAuth2 access token: run "
@@ -345,8 +425,9 @@ const char *hint_for(const struct perr *e, const struct hint_in *in, char *buf, 
 	f.provider = hint_provider_of(in->a->host, in->greeting, e->text, &f.st);
 	f.oauth2 = in->a->oauth2 != OAUTH2_NONE;
 	f.token = in->a->auth == AUTH_XOAUTH2 || in->a->auth == AUTH_OAUTHBEARER;
+	f.probe = in->probing ? "" : ", or run postern --probe";
 	if (network_fix(&f, buf, cap) || plain_fix(&f, buf, cap) || session_fix(&f, buf, cap) ||
-	    needs_fix(&f, buf, cap))
+	    cert_fix(&f, buf, cap) || offer_fix(&f, buf, cap) || needs_fix(&f, buf, cap))
 		return buf;
 	if (basic_auth_off(&f)) {
 		microsoft_fix(&f, buf, cap);
@@ -389,6 +470,14 @@ void hint_advise_greeted(struct perr *e, const struct account *a, unsigned port,
 			 const char *greeting)
 {
 	struct hint_in in = { .a = a, .port = port, .greeting = greeting };
+
+	hint_append(e, &in);
+}
+
+void hint_advise_probed(struct perr *e, const struct account *a, unsigned port,
+			const char *greeting)
+{
+	struct hint_in in = { .a = a, .port = port, .greeting = greeting, .probing = true };
 
 	hint_append(e, &in);
 }

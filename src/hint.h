@@ -40,6 +40,8 @@ struct hint_in {
 	const char *config_file;   /* the file read, as messages show it;
 				      NULL: a->config_file */
 	const char *greeting;      /* the server's greeting, one line; NULL: none */
+	bool probing;              /* the line is --probe's own: no fix says
+				      "run postern --probe" */
 };
 
 /* The fix for e, as "; FIX" written into buf (NUL-terminated, cut at
@@ -56,5 +58,9 @@ void hint_advise(struct perr *e, const struct account *a, unsigned port);
 /* The same, knowing the server's greeting (or NULL). */
 void hint_advise_greeted(struct perr *e, const struct account *a, unsigned port,
 			 const char *greeting);
+
+/* hint_advise_greeted for a line --probe prints (probing set). */
+void hint_advise_probed(struct perr *e, const struct account *a, unsigned port,
+			const char *greeting);
 
 #endif

@@ -216,7 +216,7 @@ static void classify(struct port_result *p, const struct perr *e, int timeout)
 		p->status = PS_TIMEOUT;
 		snprintf(p->error, sizeof p->error, "connected, but no greeting within %d s: "
 			 "a TLS-only port (try tls = implicit) or a filter", timeout);
-	} else if (e->cause == PERR_CAUSE_STARTTLS && e->code == 0 && p->ehlo_seen) {
+	} else if (e->cause == PERR_CAUSE_NO_STARTTLS && p->ehlo_seen) {
 		p->status = PS_OK; /* STARTTLS not offered: the report says TLS none */
 	} else {
 		p->status = PS_ERROR;
@@ -471,17 +471,17 @@ static int check_session(struct probe *pr, int i, struct perr *e)
 			rc = smtp_try_sender(&s, sender, e);
 			pr->sender_accepted = rc == 0;
 			if (rc < 0)
-				hint_advise_greeted(e, pr->a, p->port, s.greeting[0] ? s.greeting : NULL);
+				hint_advise_probed(e, pr->a, p->port, s.greeting[0] ? s.greeting : NULL);
 		}
 		smtp_quit(&s);
 		if (rc < 0)
 			str_copy(pr->sender_text, e->text, sizeof pr->sender_text);
 	} else if (cr->needed) {
 		cr->kind = e->kind;
-		hint_advise_greeted(e, pr->a, p->port, s.greeting[0] ? s.greeting : NULL);
+		hint_advise_probed(e, pr->a, p->port, s.greeting[0] ? s.greeting : NULL);
 		str_copy(cr->text, e->text, sizeof cr->text);
 	} else {
-		hint_advise_greeted(e, pr->a, p->port, s.greeting[0] ? s.greeting : NULL);
+		hint_advise_probed(e, pr->a, p->port, s.greeting[0] ? s.greeting : NULL);
 	}
 	secret_free(&sec);
 	return rc;
@@ -506,8 +506,8 @@ static void judge(struct probe *pr)
 		perr_set(&pr->verdict, PERR_CONFIG, "account %s has no port to try", pr->a->name);
 	} else if (pr->res[pr->used].err.kind != PERR_NONE) {
 		pr->verdict = pr->res[pr->used].err;
-		hint_advise_greeted(&pr->verdict, pr->a, pr->res[pr->used].port,
-				    pr->res[pr->used].greeting[0] ? pr->res[pr->used].greeting : NULL);
+		hint_advise_probed(&pr->verdict, pr->a, pr->res[pr->used].port,
+				   pr->res[pr->used].greeting[0] ? pr->res[pr->used].greeting : NULL);
 	} else if (check_session(pr, pr->used, &ce) < 0) {
 		pr->verdict = ce;
 	}

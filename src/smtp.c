@@ -59,7 +59,9 @@ int smtp_io_error(struct smtp *s, struct perr *e, enum io_dir dir, enum smtp_sta
 	else
 		perr_append(e, " while %s the reply to %s",
 			    dir == IO_WAIT ? "waiting for" : "reading", state_names[st]);
-	if (st == ST_GREETING)
+	if (e->cause == PERR_CAUSE_CLIENT_CERT)
+		; /* the TLS layer knows why: no client certificate */
+	else if (st == ST_GREETING)
 		e->cause = PERR_CAUSE_GREETING;
 	else if (dir == IO_READ || e->kind == PERR_PROTOCOL)
 		e->cause = PERR_CAUSE_PROTOCOL;
@@ -373,7 +375,7 @@ static int handshake(struct smtp *s, struct perr *e)
 	if (info.verified)
 		return 0;
 	perr_set(e, PERR_TEMP, "%s", info.verify_error);
-	return perr_because(e, PERR_CAUSE_TLS);
+	return perr_because(e, info.verify_cause);
 }
 
 static int start_tls(struct smtp *s, struct perr *e)
@@ -390,10 +392,9 @@ static int start_tls(struct smtp *s, struct perr *e)
 static int starttls(struct smtp *s, struct perr *e)
 {
 	if (!(s->caps.flags & SMTP_CAP_STARTTLS))
-		return smtp_local_fail(s, e, PERR_TEMP, PERR_CAUSE_STARTTLS,
+		return smtp_local_fail(s, e, PERR_TEMP, PERR_CAUSE_NO_STARTTLS,
 				  "server does not offer STARTTLS; refusing to send the password "
-				  "or the message in the clear; if the server uses TLS from the "
-				  "first byte set tls = implicit and port = 465");
+				  "or the message in the clear");
 	if (smtp_cmd(s, e, "STARTTLS") < 0 || smtp_transact(s, ST_STARTTLS, e) < 0)
 		return -1;
 	if (s->reply.code != 220)

@@ -121,19 +121,16 @@ static enum auth_mech choose_mech(struct smtp *s, struct perr *e)
 	if (want == AUTH_AUTO) {
 		if (smtp_pick_mech(offered, want) != AUTH_OFF)
 			return smtp_pick_mech(offered, want);
-		smtp_local_fail(s, e, PERR_UNAVAILABLE, PERR_CAUSE_AUTH,
+		smtp_local_fail(s, e, PERR_UNAVAILABLE, PERR_CAUSE_MECH,
 				"server offers AUTH %s, none of which postern "
 				"can use with a password (it knows SCRAM-SHA-256, PLAIN and "
-				"LOGIN); for a token or a certificate set auth = xoauth2, "
-				"oauthbearer or external", names);
+				"LOGIN)", names);
 		return AUTH_OFF;
 	}
 	if (smtp_pick_mech(offered, want) != AUTH_OFF)
 		return want;
-	smtp_local_fail(s, e, PERR_UNAVAILABLE, PERR_CAUSE_AUTH,
-			"server does not offer AUTH %s; it offers %s; "
-			"set auth to one of those or auto",
-			mech_name(want), names);
+	smtp_local_fail(s, e, PERR_UNAVAILABLE, PERR_CAUSE_MECH,
+			"server does not offer AUTH %s; it offers %s", mech_name(want), names);
 	return AUTH_OFF;
 }
 
@@ -463,13 +460,12 @@ int smtp_authenticate(struct smtp *s, struct perr *e)
 	if (p->auth == AUTH_OFF || ((!p->user || !*p->user) && p->auth != AUTH_EXTERNAL))
 		return 0;
 	if (!s->tls_active && !is_loopback(s->conn.addr))
-		return smtp_local_fail(s, e, PERR_CONFIG, PERR_CAUSE_AUTH,
+		return smtp_local_fail(s, e, PERR_CONFIG, PERR_CAUSE_CLEARTEXT,
 				       "refusing to send the password over an "
-				       "unencrypted connection; set tls = starttls or implicit");
+				       "unencrypted connection");
 	if (!(s->caps.flags & SMTP_CAP_AUTH))
-		return smtp_local_fail(s, e, PERR_UNAVAILABLE, PERR_CAUSE_AUTH,
-				       "server offers no AUTH; if it needs "
-				       "no login, remove user or set auth = off");
+		return smtp_local_fail(s, e, PERR_UNAVAILABLE, PERR_CAUSE_NO_AUTH,
+				       "server offers no AUTH");
 	m = choose_mech(s, e);
 	if (m == AUTH_OFF)
 		return -1;

@@ -491,13 +491,15 @@ static void issuer_name(X509 *cert, char *buf, size_t cap)
 		log_sanitize(buf, cap, raw, (size_t)len);
 }
 
-/* Fill e with the most useful verification problem. */
+/* Fill e with the most useful verification problem: the facts in its
+ * text, the kind of problem in its cause (hint.c says what to change). */
 static int verify_error(struct conn *c, struct tls_layer *l, const struct tls_opts *o,
 			struct perr *e)
 {
 	X509 *cert = SSL_get0_peer_certificate(l->ssl);
 	char names[512], iss[128], fp[2 * FP_LEN + 1];
 	const char *whose = l->date_depth > 0 ? "an issuing certificate in the chain" : "certificate";
+	enum perr_cause cause = PERR_CAUSE_TLS;
 
 	if (!cert) {
 		perr_set(e, PERR_TEMP, "%s: the server sent no certificate", c->peer);
@@ -506,27 +508,28 @@ static int verify_error(struct conn *c, struct tls_layer *l, const struct tls_op
 		if (leaf_fingerprint(l->ssl, fp) < 0)
 			str_copy(fp, "?", sizeof fp);
 		perr_set(e, PERR_TEMP,
-			 "%s: certificate is not signed by a trusted CA (issuer: %s%s); if the "
-			 "server is yours, set tls_fingerprint = sha256:%s or tls_ca_file",
-			 c->peer, iss,
+			 "%s: certificate is not signed by a trusted CA (issuer: %s%s); its "
+			 "fingerprint is sha256:%s", c->peer, iss,
 			 X509_check_issued(cert, cert) == X509_V_OK ? ", self-signed" : "", fp);
+		cause = PERR_CAUSE_CERT_UNTRUSTED;
 	} else if (l->verr & VE_EXPIRED) {
-		perr_set(e, PERR_TEMP, "%s: %s has expired on %s; the server's administrator "
-			 "must renew it", c->peer, whose, l->date);
+		perr_set(e, PERR_TEMP, "%s: %s has expired on %s", c->peer, whose, l->date);
+		cause = PERR_CAUSE_CERT_EXPIRED;
 	} else if (l->verr & VE_NOTYET) {
-		perr_set(e, PERR_TEMP, "%s: %s is not valid until %s; check this machine's "
-			 "clock", c->peer, whose, l->date);
+		perr_set(e, PERR_TEMP, "%s: %s is not valid until %s", c->peer, whose, l->date);
+		cause = PERR_CAUSE_CERT_NOTYET;
 	} else if (l->verr & VE_HOST) {
 		cert_names(cert, names, sizeof names);
-		perr_set(e, PERR_TEMP, "%s: certificate is for %s, not %s; set host to one of "
-			 "those names", c->peer, names, o->host);
+		perr_set(e, PERR_TEMP, "%s: certificate is for %s, not %s", c->peer, names, o->host);
+		cause = PERR_CAUSE_CERT_NAME;
 	} else {
 		long r = l->verr ? l->other_err : SSL_get_verify_result(l->ssl);
 
 		perr_set(e, PERR_TEMP, "%s: certificate verification failed: %s", c->peer,
 			 X509_verify_cert_error_string(r));
 	}
-	return tls_fail(e, PERR_TEMP);
+	tls_fail(e, PERR_TEMP);
+	return perr_because(e, cause);
 }
 
 static int check_peer(struct conn *c, struct tls_layer *l, const struct tls_opts *o,
@@ -545,7 +548,8 @@ static int check_peer(struct conn *c, struct tls_layer *l, const struct tls_opts
 		if (strcmp(want, got) != 0) {
 			perr_set(e, PERR_TEMP, "%s: certificate fingerprint mismatch: the server's is "
 				 "sha256:%s, tls_fingerprint is sha256:%s", c->peer, got, want);
-			return tls_fail(e, PERR_TEMP);
+			tls_fail(e, PERR_TEMP);
+			return perr_because(e, PERR_CAUSE_CERT_PIN);
 		}
 		log_event("%s, certificate matches tls_fingerprint sha256:%s", l->desc, got);
 		return 0;
@@ -593,10 +597,10 @@ static ssize_t io_result(struct conn *c, struct tls_layer *l, int r, const char 
 			ERR_clear_error();
 			return 0;
 		}
-		if (ERR_GET_REASON(err) == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED)
-			perr_set(e, PERR_TEMP, "the server requires a client certificate; set "
-				 "tls_cert_file and tls_key_file");
-		else
+		if (ERR_GET_REASON(err) == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED) {
+			perr_set(e, PERR_TEMP, "the server requires a client certificate");
+			perr_because(e, PERR_CAUSE_CLIENT_CERT); /* kept by smtp_io_error */
+		} else
 			perr_set(e, PERR_TEMP, "TLS %s failed: %s", what, ssl_reason());
 		ERR_clear_error();
 		return CONN_ERROR;
@@ -673,10 +677,12 @@ static int handshake_error(struct conn *c, struct tls_layer *l, int r, const str
 		 reason == SSL_R_TLSV1_ALERT_PROTOCOL_VERSION)
 		perr_set(e, PERR_TEMP, "TLS handshake with %s failed: the server does not support "
 			 "TLS %s or newer", c->peer, o->min_version == 13 ? "1.3" : "1.2");
-	else if (reason == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED)
+	else if (reason == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED) {
 		perr_set(e, PERR_TEMP, "TLS handshake with %s failed: the server requires a client "
-			 "certificate; set tls_cert_file and tls_key_file", c->peer);
-	else
+			 "certificate", c->peer);
+		tls_fail(e, PERR_TEMP);
+		return perr_because(e, PERR_CAUSE_CLIENT_CERT);
+	} else
 		perr_set(e, PERR_TEMP, "TLS handshake with %s failed: %s", c->peer, ssl_reason());
 	return tls_fail(e, PERR_TEMP);
 }
@@ -845,8 +851,10 @@ int tls_start_probe(struct conn *c, const struct tls_opts *o, struct tls_peer_in
 	probe_cert(l, o, info);
 	perr_clear(&verr);
 	info->verified = check_peer(c, l, o, &verr) == 0;
-	if (!info->verified)
+	if (!info->verified) {
 		str_copy(info->verify_error, verr.text, sizeof info->verify_error);
+		info->verify_cause = verr.cause;
+	}
 	ERR_clear_error();
 	c->ops = &tls_ops;
 	c->layer = l;

@@ -19,12 +19,14 @@ struct tls_opts {
 	int min_version;          /* 12 or 13 */
 };
 
-/* Handshake and verify.  Failures are PERR_TEMP with cause PERR_CAUSE_TLS and a
- * line naming the cause: "certificate has expired on 2024-01-01",
- * "certificate is for mail.other.org, www.other.org, not smtp.example.com",
- * "certificate is not signed by a trusted CA (self-signed?); set tls_ca_file
- * or tls_fingerprint", "fingerprint mismatch: server sha256:..."; a bad
- * local file (ca, cert, key) is PERR_CONFIG. */
+/* Handshake and verify.  Failures are PERR_TEMP with a line stating the
+ * facts ("certificate has expired on 2024-01-01", "certificate is for
+ * mail.other.org, www.other.org, not smtp.example.com", "certificate is not
+ * signed by a trusted CA (...); its fingerprint is sha256:...",
+ * "fingerprint mismatch: ...") and the kind of problem in the cause
+ * (PERR_CAUSE_CERT_*, PERR_CAUSE_CLIENT_CERT, PERR_CAUSE_TLS_PLAIN, else
+ * PERR_CAUSE_TLS), from which hint.c chooses the fix; a bad local file
+ * (ca, cert, key) is PERR_CONFIG. */
 int tls_start(struct conn *c, const struct tls_opts *o, struct perr *e);
 
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" for the -v transcript and the log;
@@ -43,6 +45,7 @@ struct tls_peer_info {
 	int host_match;          /* 1: the certificate is for o->host */
 	int verified;            /* 1: tls_start would accept this server */
 	char verify_error[PERR_TEXT_MAX]; /* why not (tls_start's line), else "" */
+	enum perr_cause verify_cause; /* and its cause (tls_start's) */
 	char fingerprint[72];    /* "sha256:" and 64 hex digits */
 };
 

@@ -117,7 +117,7 @@ static struct account acct(const char *host)
 
 enum who {
 	SELFHOSTED, MS, GMAIL, LOCAL, KEYRING, MS_OAUTH, GOOGLE_OAUTH, TOKEN, PLAINTEXT, NOAUTH,
-	SYSTEM
+	SYSTEM, PLAINAUTH, CLEARLOGIN
 };
 
 static struct account account_of(enum who w)
@@ -152,6 +152,8 @@ static struct account account_of(enum who w)
 		break;
 	case NOAUTH: a.auth = AUTH_OFF; a.password_command = NULL; break;
 	case SYSTEM: a.config_file = (char *)"/etc/postern/system.smtprc"; break;
+	case PLAINAUTH: a.auth = AUTH_PLAIN; break;
+	case CLEARLOGIN: a.tls = TLS_OFF; a.tls_explicit = 1; break;
 	}
 	return a;
 }
@@ -306,8 +308,56 @@ static const struct row rows[] = {
 	{ "plain text after STARTTLS's 220", SELFHOSTED, 587, PERR_TEMP, PERR_CAUSE_TLS_PLAIN, 0,
 	  "", NULL, NULL, 0, { "did not start TLS", "tls = implicit with port = 465 in ~/.smtprc" },
 	  { "set tls = starttls" } },
-	{ "TLS failure (its fix comes from tls.c)", SELFHOSTED, 587, PERR_TEMP, PERR_CAUSE_TLS, 0,
+	{ "another TLS failure", SELFHOSTED, 587, PERR_TEMP, PERR_CAUSE_TLS, 0,
 	  "", NULL, NULL, 0, { NULL }, { NULL } },
+	/* the server hung up before a word */
+	{ "closed before the greeting", SELFHOSTED, 587, PERR_TEMP, PERR_CAUSE_GREETING, 0, "",
+	  NULL, NULL, 0, { "hung up before its greeting", "try again later",
+	  "check host and port in ~/.smtprc", "postern --probe" }, { "tls = implicit" } },
+	{ "a greeting that is not SMTP", SELFHOSTED, 587, PERR_PROTOCOL, PERR_CAUSE_GREETING, 0,
+	  "", NULL, NULL, 0, { NULL }, { NULL } },
+	/* the certificate: its facts are in the text, the fix here */
+	{ "certificate for other names", SELFHOSTED, 587, PERR_TEMP, PERR_CAUSE_CERT_NAME, 0, "",
+	  NULL, NULL, 0, { "set host to one of those names in ~/.smtprc" }, { "tls_fingerprint" } },
+	{ "certificate from an untrusted CA", SELFHOSTED, 587, PERR_TEMP,
+	  PERR_CAUSE_CERT_UNTRUSTED, 0, "", NULL, NULL, 0,
+	  { "if the server is yours", "set tls_fingerprint", "tls_ca_file",
+	    "account work in ~/.smtprc" }, { "set host" } },
+	{ "untrusted CA, the system's file", SYSTEM, 587, PERR_TEMP, PERR_CAUSE_CERT_UNTRUSTED, 0,
+	  "", NULL, NULL, 0, { "in /etc/postern/system.smtprc" }, { "~/.smtprc" } },
+	{ "certificate not the pinned one", SELFHOSTED, 587, PERR_TEMP, PERR_CAUSE_CERT_PIN, 0, "",
+	  NULL, NULL, 0, { "replaced", "tls_fingerprint", "~/.smtprc" }, { "tls_ca_file" } },
+	{ "expired certificate", SELFHOSTED, 587, PERR_TEMP, PERR_CAUSE_CERT_EXPIRED, 0, "", NULL,
+	  NULL, 0, { "administrator must renew it" }, { "tls_fingerprint", "set host" } },
+	{ "certificate not valid yet", SELFHOSTED, 587, PERR_TEMP, PERR_CAUSE_CERT_NOTYET, 0, "",
+	  NULL, NULL, 0, { "this machine's clock" }, { "renew" } },
+	{ "a client certificate wanted", SELFHOSTED, 587, PERR_TEMP, PERR_CAUSE_CLIENT_CERT, 0, "",
+	  NULL, NULL, 0, { "set tls_cert_file and tls_key_file for account work in ~/.smtprc" },
+	  { NULL } },
+	/* what the server offers */
+	{ "no STARTTLS offered", SELFHOSTED, 587, PERR_TEMP, PERR_CAUSE_NO_STARTTLS, 0, "", NULL,
+	  NULL, 0, { "set tls = implicit and port = 465 in ~/.smtprc", "postern --probe" },
+	  { "tls = starttls" } },
+	{ "STARTTLS refused (454)", SELFHOSTED, 587, PERR_TEMP, PERR_CAUSE_STARTTLS, 454, "4.7.0",
+	  "TLS not available", NULL, 0, { NULL }, { NULL } },
+	{ "no login over plain text", CLEARLOGIN, 25, PERR_CONFIG, PERR_CAUSE_CLEARTEXT, 0, "",
+	  NULL, NULL, 0, { "set tls = starttls", "tls = implicit with port = 465", "~/.smtprc" },
+	  { "auth = off" } },
+	{ "no AUTH offered", SELFHOSTED, 587, PERR_UNAVAILABLE, PERR_CAUSE_NO_AUTH, 0, "", NULL,
+	  NULL, 0, { "remove user or set auth = off for account work in ~/.smtprc" },
+	  { "xoauth2" } },
+	{ "no AUTH offered, the system's file", SYSTEM, 587, PERR_UNAVAILABLE, PERR_CAUSE_NO_AUTH,
+	  0, "", NULL, NULL, 0, { "in /etc/postern/system.smtprc" }, { "~/.smtprc" } },
+	{ "no password mechanism offered (auth = auto)", SELFHOSTED, 587, PERR_UNAVAILABLE,
+	  PERR_CAUSE_MECH, 0, "", NULL, NULL, 0,
+	  { "auth = xoauth2, oauthbearer or external for account work in ~/.smtprc" },
+	  { "one of those" } },
+	{ "the mechanism asked for not offered", PLAINAUTH, 587, PERR_UNAVAILABLE, PERR_CAUSE_MECH,
+	  0, "", NULL, NULL, 0, { "set auth to one of those, or auto", "~/.smtprc" },
+	  { "xoauth2" } },
+	{ "538: encryption required for the mechanism", CLEARLOGIN, 25, PERR_AUTH, PERR_CAUSE_AUTH,
+	  538, "5.7.11", "Encryption required for requested authentication mechanism", NULL, 0,
+	  { "set tls = starttls", "~/.smtprc" }, { "check user", "password" } },
 	{ "a local failure", SELFHOSTED, 587, PERR_CONFIG, PERR_CAUSE_NONE, 0, "", NULL, NULL, 0,
 	  { NULL }, { NULL } },
 };
@@ -353,6 +403,31 @@ static void test_rules(void **state)
 		for (int w = 0; w < WORDS && r->never[w]; w++)
 			if (strcasestr(fix, r->never[w]))
 				fail_msg("%s: \"%s\" names \"%s\"", r->name, fix, r->never[w]);
+	}
+}
+
+/* The lines --probe prints never suggest running it, and keep the rest. */
+static void test_probing(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		const struct row *r = &rows[i];
+		struct account a = account_of(r->who);
+		struct hint_in in = { .a = &a, .port = r->port, .greeting = r->greeting,
+				      .probing = true };
+		struct perr e;
+		char buf[512];
+		const char *fix;
+
+		make_error(r, &e);
+		fix = hint_for(&e, &in, buf, sizeof buf);
+		if (!r->want[0] != !fix)
+			fail_msg("%s: probing changes whether there is a fix", r->name);
+		if (fix && strstr(fix, "postern --probe"))
+			fail_msg("%s: the probe's fix suggests the probe: \"%s\"", r->name, fix);
+		for (int w = 0; fix && w < WORDS && r->want[w]; w++)
+			if (!strstr(r->want[w], "--probe") && !strcasestr(fix, r->want[w]))
+				fail_msg("%s: \"%s\" lacks \"%s\"", r->name, fix, r->want[w]);
 	}
 }
 
@@ -463,6 +538,7 @@ int main(void)
 		cmocka_unit_test(test_parse_status),
 		cmocka_unit_test(test_provider),
 		cmocka_unit_test(test_rules),
+		cmocka_unit_test(test_probing),
 		cmocka_unit_test(test_fix_always_fits),
 		cmocka_unit_test(test_no_fix_leaves_text),
 		cmocka_unit_test(test_file_read),

@@ -1311,7 +1311,7 @@ static void test_starttls_not_offered(void **state)
 	r->starttls = 1;
 	ends_with_quit(r);
 	run(r);
-	assert_open_failed(r, PERR_TEMP, PERR_CAUSE_STARTTLS, 0);
+	assert_open_failed(r, PERR_TEMP, PERR_CAUSE_NO_STARTTLS, 0);
 	assert_contains(r->open_e.text, "does not offer STARTTLS");
 }
 

@@ -691,6 +691,7 @@ struct flush_run {
 	struct acct_run *accts;
 	size_t n, cap;
 	int final_batch;            /* this batch is the scan's last: QUIT */
+	int reporting;              /* the run's report says each hold (-q) */
 	struct perr last;           /* the last failure, for the exit status */
 	int failed;
 };
@@ -725,16 +726,17 @@ static struct acct_run *acct_get(struct flush_run *r, const char *name)
 		return ar;
 	}
 	if (secret_resolve(ar->a, &ar->s, &ar->why) < 0) {
-		notify(r->notice, "account %s: %s; its queued messages stay queued", name,
-		       ar->why.text);
 		if (fate_of(&ar->why, 1) == FATE_HOLD) {
 			/* Credentials refused before any server was asked (an
-			 * OAuth2 grant revoked): held, like a 535. */
-			hold_account(r->q, ar->a, &ar->s, &ar->why, r->notice, 1);
+			 * OAuth2 grant revoked): held, like a 535; said once,
+			 * by the hold's line or the run's report. */
+			hold_account(r->q, ar->a, &ar->s, &ar->why, r->notice, !r->reporting);
 			ar->hold = 1;
 			ar->down = 1;
 			return ar;
 		}
+		notify(r->notice, "account %s: %s; its queued messages stay queued", name,
+		       ar->why.text);
 		/* Unknown credentials: a hold stays as it is. */
 		ar->hold = queue_hold_exists(r->q, name);
 		return ar;
@@ -860,7 +862,8 @@ static void flush_account(struct flush_run *r, struct queue_item *items, size_t 
 			refused = &jobs[i].err;
 	}
 	if (refused) {
-		hold_account(r->q, ar->a, &ar->s, refused, r->notice, 1);
+		/* The report's line for the account says held and why. */
+		hold_account(r->q, ar->a, &ar->s, refused, r->notice, !r->reporting);
 		ar->hold = 1;
 		ar->down = 1;
 		ar->why = *refused;
@@ -929,7 +932,8 @@ int deliver_flush_report(const struct config *cfg, int due_only,
 {
 	struct queue q;
 	struct queue_scan scan;
-	struct flush_run r = { .cfg = cfg, .q = &q, .due_only = due_only, .notice = notice };
+	struct flush_run r = { .cfg = cfg, .q = &q, .due_only = due_only, .notice = notice,
+			       .reporting = out != NULL };
 	int rc = 0;
 
 	if (open_queue(&q, e) < 0)

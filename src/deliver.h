@@ -64,7 +64,8 @@ int deliver_flush(const struct config *cfg, int due_only, void (*notice)(const c
 /* The same, and then, when out is not NULL, one line per account met to
  * out ("account NAME: delivered N, queued N (why), held N, failed N", the
  * reason being the last one a message of the account stayed queued for)
- * and a total line. */
+ * and a total line; an account held in this run is said by its line
+ * alone ("held N (why)"), not by a notice of its own. */
 int deliver_flush_report(const struct config *cfg, int due_only,
 			 void (*notice)(const char *line), FILE *out, struct perr *e);
 

@@ -138,6 +138,7 @@ const char *perr_cause_name(enum perr_cause cause)
 	static const char *const names[PERR_CAUSE_COUNT] = {
 		[PERR_CAUSE_NONE] = "local",
 		[PERR_CAUSE_SECRET] = "secret",
+		[PERR_CAUSE_NO_USER] = "no-user",
 		[PERR_CAUSE_RESOLVE] = "resolve",
 		[PERR_CAUSE_CONNECT_REFUSED] = "connect-refused",
 		[PERR_CAUSE_CONNECT_TIMEOUT] = "connect-timeout",

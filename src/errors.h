@@ -33,6 +33,7 @@ enum perr_cause {
 	PERR_CAUSE_NONE = 0,
 	/* the account: nothing was said to a server */
 	PERR_CAUSE_SECRET,           /* the secret cannot be had now (keyring, command) */
+	PERR_CAUSE_NO_USER,          /* a login is needed and the account has no user */
 	PERR_CAUSE_RESOLVE,          /* the host name did not resolve */
 	/* the connection could not be made: the next port is tried */
 	PERR_CAUSE_CONNECT_REFUSED,

@@ -168,6 +168,16 @@ static const char *other_ports(unsigned port)
 	return port == 465 ? "587 or 2525" : port == 2525 ? "587 or 465" : "465 or 2525";
 }
 
+/* The account itself cannot be used as it is. */
+static bool account_fix(const struct facts *f, char *buf, size_t cap)
+{
+	if (f->e->cause != PERR_CAUSE_NO_USER)
+		return false;
+	snprintf(buf, cap, "; set user = the login name for account %s in %s", f->a->name,
+		 f->file);
+	return true;
+}
+
 /* Failures before a word with the server: name, route, connection. */
 static bool network_fix(const struct facts *f, char *buf, size_t cap)
 {
@@ -426,7 +436,7 @@ const char *hint_for(const struct perr *e, const struct hint_in *in, char *buf, 
 	f.oauth2 = in->a->oauth2 != OAUTH2_NONE;
 	f.token = in->a->auth == AUTH_XOAUTH2 || in->a->auth == AUTH_OAUTHBEARER;
 	f.probe = in->probing ? "" : ", or run postern --probe";
-	if (network_fix(&f, buf, cap) || plain_fix(&f, buf, cap) || session_fix(&f, buf, cap) ||
+	if (account_fix(&f, buf, cap) || network_fix(&f, buf, cap) || plain_fix(&f, buf, cap) || session_fix(&f, buf, cap) ||
 	    cert_fix(&f, buf, cap) || offer_fix(&f, buf, cap) || needs_fix(&f, buf, cap))
 		return buf;
 	if (basic_auth_off(&f)) {

@@ -19,6 +19,7 @@
 #include "crypto.h"
 #include "config.h"
 #include "deliver.h"
+#include "hint.h"
 #include "log.h"
 #include "mailq.h"
 #include "message.h"
@@ -309,9 +310,11 @@ static int do_set_password(const struct cli *c)
 	if (config_load(&cfg, c->config_file, &e) < 0)
 		return fail(&e);
 	a = config_choose(&cfg, c->account, NULL, &e);
-	if (a && !a->user)
-		perr_set(&e, PERR_CONFIG, "account %s has no user; set user = first", a->name);
-	else if (a && read_secret_line(buf, sizeof buf, &e) == 0)
+	if (a && !a->user) {
+		perr_set(&e, PERR_CONFIG, "account %s has no user to store a password for", a->name);
+		perr_because(&e, PERR_CAUSE_NO_USER);
+		hint_advise(&e, a, 0);
+	} else if (a && read_secret_line(buf, sizeof buf, &e) == 0)
 		rc = secret_store(a, buf, &e);
 	wipe(buf, sizeof buf);
 	if (rc == 0)

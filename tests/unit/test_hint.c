@@ -242,6 +242,9 @@ static const struct row rows[] = {
 	  { "run postern --authorize=work" }, { "password_command", "app password" } },
 	{ "a token from password_command refused", TOKEN, 587, PERR_AUTH, PERR_CAUSE_AUTH, 535,
 	  "5.7.8", "no", NULL, 0, { "access token", "password_command", "fresh" }, { NULL } },
+	/* the account */
+	{ "no user to store a password for", NOAUTH, 0, PERR_CONFIG, PERR_CAUSE_NO_USER, 0, "",
+	  NULL, NULL, 0, { "set user = ", "account work in ~/.smtprc" }, { NULL } },
 	/* the network */
 	{ "unresolvable host", SELFHOSTED, 587, PERR_TEMP, PERR_CAUSE_RESOLVE, 0, "", NULL, NULL, 0,
 	  { "check host in ~/.smtprc" }, { NULL } },

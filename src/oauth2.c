@@ -413,11 +413,331 @@ static int grant(const struct account *a, const struct form *form, struct tokens
 	return rc;
 }
 
-static void form_client(struct form *f, const struct account *a)
+/* The app's client secret (SPEC 10: the same sources as a password):
+ * oauth2_client_secret_command, else oauth2_client_secret from the
+ * (owner-only) configuration file.  s->value NULL: the app has none (a
+ * public client). */
+static int client_secret(const struct account *a, struct secret *s, struct perr *e)
 {
+	memset(s, 0, sizeof *s);
+	if (a->oauth2_client_secret_command && *a->oauth2_client_secret_command)
+		return secret_command(a, a->oauth2_client_secret_command,
+				      "oauth2_client_secret_command", s, e);
+	if (a->oauth2_client_secret) {
+		s->value = xstrdup(a->oauth2_client_secret);
+		s->len = strlen(s->value);
+		s->source = SECRET_FILE;
+	}
+	return 0;
+}
+
+static int form_client(struct form *f, const struct account *a, struct perr *e)
+{
+	struct secret cs;
+
 	form_add(f, "client_id", a->oauth2_client_id);
-	if (a->oauth2_client_secret)
-		form_add(f, "client_secret", a->oauth2_client_secret);
+	if (client_secret(a, &cs, e) < 0)
+		return -1;
+	if (cs.value)
+		form_add(f, "client_secret", cs.value);
+	secret_free(&cs);
+	return 0;
+}
+
+/* ---- files of the app's keys ---------------------------------------------- */
+
+/* The whole of a key file, which must be a regular file owned by the
+ * caller and not accessible to group or others (like the configuration:
+ * it is a secret).  *out is wiped and freed by the caller. */
+static int read_private(const char *path, const char *key, char **out, size_t *len,
+			struct perr *e)
+{
+	struct stat st;
+	int fd = open_regular(path, O_RDONLY, 0, key, e);
+
+	*out = NULL;
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || st.st_size > TOKFILE_MAX || st.st_size == 0) {
+		close(fd);
+		return perr_set(e, PERR_CONFIG, "%s %s is empty or too large", key, path);
+	}
+	if (st.st_uid != geteuid() || (st.st_mode & 077)) {
+		close(fd);
+		return perr_set(e, PERR_CONFIG, "%s %s holds a private key but is %s; %s", key, path,
+				st.st_uid != geteuid() ? "not owned by you" : "accessible by group "
+				"or others", st.st_uid != geteuid() ? "copy it to a file of your own "
+				"with mode 600" : "run chmod 600 on it");
+	}
+	*out = xmalloc((size_t)st.st_size + 1);
+	*len = read_full(fd, *out, (size_t)st.st_size);
+	(*out)[*len] = '\0';
+	close(fd);
+	return 0;
+}
+
+/* A small public file (a certificate), whole. */
+static int read_file_small(const char *path, char **out, size_t *len, struct perr *e)
+{
+	struct stat st;
+	int fd = open_regular(path, O_RDONLY, 0, "oauth2_cert_file", e);
+
+	*out = NULL;
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || st.st_size > TOKFILE_MAX) {
+		close(fd);
+		return perr_set(e, PERR_CONFIG, "oauth2_cert_file %s is too large", path);
+	}
+	*out = xmalloc((size_t)st.st_size + 1);
+	*len = read_full(fd, *out, (size_t)st.st_size);
+	(*out)[*len] = '\0';
+	close(fd);
+	return 0;
+}
+
+/* ---- JWT (RFC 7519) signed RS256, for the unattended flows --------------- */
+
+/* A JSON string literal of v (quotes included) appended to b. */
+static void json_quote(struct form *b, const char *v)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t need = b->len + 6 * strlen(v) + 3;
+
+	if (need > b->cap) {
+		char *nb = xmalloc(need * 2);
+
+		memcpy(nb, b->buf ? b->buf : "", b->len + 1);
+		free(b->buf);
+		b->buf = nb;
+		b->cap = need * 2;
+	}
+	b->buf[b->len++] = '"';
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+		if (*p == '"' || *p == '\\') {
+			b->buf[b->len++] = '\\';
+			b->buf[b->len++] = (char)*p;
+		} else if (*p < 0x20) {
+			b->len += (size_t)snprintf(b->buf + b->len, b->cap - b->len, "\\u00%c%c",
+						   hex[*p >> 4], hex[*p & 15]);
+		} else {
+			b->buf[b->len++] = (char)*p;
+		}
+	}
+	b->buf[b->len++] = '"';
+	b->buf[b->len] = '\0';
+}
+
+/* Append raw text to b. */
+static void json_raw(struct form *b, const char *text)
+{
+	size_t n = strlen(text);
+
+	if (b->len + n + 1 > b->cap) {
+		char *nb = xmalloc((b->len + n + 1) * 2);
+
+		memcpy(nb, b->buf ? b->buf : "", b->len + 1);
+		free(b->buf);
+		b->buf = nb;
+		b->cap = (b->len + n + 1) * 2;
+	}
+	memcpy(b->buf + b->len, text, n + 1);
+	b->len += n;
+}
+
+/* "name":"value" pairs (NULL value: skipped) and "iat","exp" numbers:
+ * one JSON object.  pairs ends with NULL. */
+static char *json_object_text(const char *const *pairs, long long iat, long long exp)
+{
+	struct form b = { 0 };
+	char num[64];
+
+	json_raw(&b, "{");
+	for (size_t i = 0; pairs[i]; i += 2) {
+		if (!pairs[i + 1])
+			continue;
+		if (b.len > 1)
+			json_raw(&b, ",");
+		json_quote(&b, pairs[i]);
+		json_raw(&b, ":");
+		json_quote(&b, pairs[i + 1]);
+	}
+	if (iat) {
+		snprintf(num, sizeof num, "%s\"iat\":%lld,\"nbf\":%lld,\"exp\":%lld",
+			 b.len > 1 ? "," : "", iat, iat, exp);
+		json_raw(&b, num);
+	}
+	json_raw(&b, "}");
+	return b.buf;
+}
+
+static char *b64url_dup(const void *in, size_t n)
+{
+	char *out = xmalloc(BASE64_LEN(n) + 1);
+
+	b64url(in, n, out);
+	return out;
+}
+
+/* header.claims.signature, signed RS256 with the PEM key; NULL when the
+ * key cannot sign (e filled, naming key_path). */
+static char *jwt_sign(const char *header, const char *claims, const char *pem, size_t pemlen,
+		      const char *key_path, struct perr *e)
+{
+	char *h = b64url_dup(header, strlen(header)), *c = b64url_dup(claims, strlen(claims));
+	size_t n = strlen(h) + strlen(c) + 2, siglen = CRYPTO_SIG_MAX;
+	unsigned char sig[CRYPTO_SIG_MAX];
+	char *in = xmalloc(n), *s64, *jwt = NULL;
+
+	snprintf(in, n, "%s.%s", h, c);
+	if (crypto_sign_rs256(pem, pemlen, in, strlen(in), sig, &siglen) < 0) {
+		perr_set(e, PERR_CONFIG, "cannot sign with the key in %s: it must be an "
+			 "unencrypted RSA private key in PEM form (BEGIN PRIVATE KEY)", key_path);
+	} else {
+		s64 = b64url_dup(sig, siglen);
+		n = strlen(in) + strlen(s64) + 2;
+		jwt = xmalloc(n);
+		snprintf(jwt, n, "%s.%s", in, s64);
+		free(s64);
+	}
+	free(h);
+	free(c);
+	free(in);
+	return jwt;
+}
+
+/* Microsoft's client assertion (a certificate credential): RS256 JWT
+ * with the certificate's SHA-1 thumbprint as x5t, aud the token
+ * endpoint, iss and sub the client id, a random jti, 10 minutes. */
+static char *client_assertion(const struct account *a, struct perr *e)
+{
+	char *pem = NULL, *cert = NULL, *header, *claims, *jwt = NULL, x5t[32], jti[32];
+	unsigned char sha1[20], rnd[16];
+	size_t pemlen = 0, certlen = 0;
+	long long now = (long long)time(NULL);
+
+	if (read_private(a->oauth2_key_file, "oauth2_key_file", &pem, &pemlen, e) < 0)
+		return NULL;
+	if (read_file_small(a->oauth2_cert_file, &cert, &certlen, e) < 0 ||
+	    crypto_cert_sha1(cert, certlen, sha1) < 0) {
+		if (cert)
+			perr_set(e, PERR_CONFIG, "oauth2_cert_file %s holds no PEM certificate",
+				 a->oauth2_cert_file);
+		goto out;
+	}
+	if (crypto_random(rnd, sizeof rnd) < 0) {
+		perr_set(e, PERR_OS, "no random bytes for the assertion's jti");
+		goto out;
+	}
+	b64url(sha1, sizeof sha1, x5t);
+	b64url(rnd, sizeof rnd, jti);
+	header = json_object_text((const char *[]){ "alg", "RS256", "typ", "JWT", "x5t", x5t,
+						    NULL }, 0, 0);
+	claims = json_object_text((const char *[]){ "aud", a->oauth2_token_url, "iss",
+						    a->oauth2_client_id, "sub", a->oauth2_client_id,
+						    "jti", jti, NULL }, now, now + 600);
+	jwt = jwt_sign(header, claims, pem, pemlen, a->oauth2_key_file, e);
+	free(header);
+	free(claims);
+out:
+	if (pem) {
+		wipe(pem, pemlen);
+		free(pem);
+	}
+	free(cert);
+	return jwt;
+}
+
+/* Google's service-account assertion (RFC 7523 JWT bearer grant): the
+ * key file's client_email as iss, the mailbox (user) as sub — domain-wide
+ * delegation —, the scope, aud the token endpoint, one hour; signed with
+ * the file's private_key, private_key_id as kid. */
+static char *service_assertion(const struct account *a, struct perr *e)
+{
+	char *text = NULL, *email = NULL, *key = NULL, *kid = NULL, *header, *claims, *jwt = NULL;
+	size_t len = 0;
+	long long now = (long long)time(NULL);
+	json_object *o;
+
+	if (read_private(a->oauth2_key_file, "oauth2_key_file", &text, &len, e) < 0)
+		return NULL;
+	o = js.json_tokener_parse(text);
+	if (o) {
+		email = json_str(o, "client_email");
+		key = json_str(o, "private_key");
+		kid = json_str(o, "private_key_id");
+		json_wipe(o, "private_key");
+		js.json_object_put(o);
+	}
+	wipe(text, len);
+	free(text);
+	if (!email || !key) {
+		perr_set(e, PERR_CONFIG, "oauth2_key_file %s is not a service account's JSON key "
+			 "(no client_email or private_key); download a JSON key for the service "
+			 "account in the Google Cloud console", a->oauth2_key_file);
+		goto out;
+	}
+	header = json_object_text((const char *[]){ "alg", "RS256", "typ", "JWT", "kid", kid,
+						    NULL }, 0, 0);
+	claims = json_object_text((const char *[]){ "iss", email, "sub", a->user, "scope",
+						    a->oauth2_scope, "aud", a->oauth2_token_url,
+						    NULL }, now, now + 3600);
+	jwt = jwt_sign(header, claims, key, strlen(key), a->oauth2_key_file, e);
+	free(header);
+	free(claims);
+out:
+	free(email);
+	free(kid);
+	wipe_free(key);
+	return jwt;
+}
+
+/* The grant of an unattended flow (no person, no refresh token):
+ * client credentials with a secret or a certificate assertion, or a
+ * service account's JWT bearer grant.  As grant(). */
+static int app_grant(const struct account *a, struct tokens *t, char *why, size_t whycap,
+		     struct perr *e)
+{
+	struct form f = { 0 };
+	char *jwt = NULL;
+	int rc;
+
+	if (!json_load()) {
+		perr_set(e, PERR_TEMP, "cannot load " LIBJSONC_SONAME " to read OAuth2 tokens; "
+			 "install it (apt-get install libjson-c5)");
+		return perr_because(e, PERR_CAUSE_SECRET);
+	}
+	if (a->oauth2_flow == OAUTH2_FLOW_SERVICE_ACCOUNT) {
+		if (!(jwt = service_assertion(a, e)))
+			return -1;
+		form_add(&f, "grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer");
+		form_add(&f, "assertion", jwt);
+	} else {
+		form_add(&f, "grant_type", "client_credentials");
+		if (a->oauth2_scope)
+			form_add(&f, "scope", a->oauth2_scope);
+		if (a->oauth2_key_file && !a->oauth2_client_secret &&
+		    !a->oauth2_client_secret_command) {
+			if (!(jwt = client_assertion(a, e))) {
+				form_free(&f);
+				return -1;
+			}
+			form_add(&f, "client_id", a->oauth2_client_id);
+			form_add(&f, "client_assertion_type",
+				 "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+			form_add(&f, "client_assertion", jwt);
+		} else if (form_client(&f, a, e) < 0) {
+			form_free(&f);
+			return -1;
+		}
+	}
+	log_event("OAuth2: account %s needs an access token; asking the token endpoint (%s)",
+		  a->name, a->oauth2_flow == OAUTH2_FLOW_SERVICE_ACCOUNT ? "service account"
+		  : "client credentials");
+	rc = grant(a, &f, t, why, whycap, e);
+	form_free(&f);
+	wipe_free(jwt);
+	return rc;
 }
 
 /* ---- at send time ---------------------------------------------------------- */
@@ -479,7 +799,12 @@ static int refresh(const struct account *a, const char *path, struct tokens *t,
 	}
 	form_add(&f, "grant_type", "refresh_token");
 	form_add(&f, "refresh_token", t->refresh);
-	form_client(&f, a);
+	if (form_client(&f, a, e) < 0) {
+		form_free(&f);
+		if (lock >= 0)
+			close(lock);
+		return -1;
+	}
 	log_event("OAuth2: the access token of account %s expires soon; refreshing", a->name);
 	rc = grant(a, &f, t, why, sizeof why, e);
 	form_free(&f);
@@ -508,6 +833,84 @@ static int refresh(const struct account *a, const char *path, struct tokens *t,
 	return rc;
 }
 
+static int unattended(const struct account *a)
+{
+	return a->oauth2_flow == OAUTH2_FLOW_CLIENT_CREDENTIALS ||
+	       a->oauth2_flow == OAUTH2_FLOW_SERVICE_ACCOUNT;
+}
+
+/* An exclusive lock on PATH.lock (its directory made first); -1 when none
+ * can be had (the caller goes on without). */
+static int lock_tokens(const char *path)
+{
+	char lockpath[PATH_MAX_ + 8], dir[PATH_MAX_], *slash;
+	int lock;
+
+	str_copy(dir, path, sizeof dir);
+	slash = strrchr(dir, '/');
+	if (slash) {
+		*slash = '\0';
+		mkdirs(dir);
+	}
+	snprintf(lockpath, sizeof lockpath, "%s.lock", path);
+	lock = open(lockpath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (lock >= 0 && flock(lock, LOCK_EX) < 0) {
+		close(lock);
+		lock = -1;
+	}
+	return lock;
+}
+
+/* Unattended flows: the cached access token, else a new one from the
+ * app's own credentials (no refresh token, no person).  A refusal is
+ * refused credentials (the account held); nothing is remembered of it,
+ * so a fixed registration works on the next run. */
+static int app_token(const struct account *a, const char *path, struct secret *s,
+		     struct perr *e)
+{
+	char why[DESC_MAX * 4 + 300];
+	struct tokens t;
+	int lock = -1, r, rc;
+
+	for (int pass = 0; pass < 2; pass++) {
+		r = tokens_read(path, &t, e);
+		if (r < 0) {
+			if (lock >= 0)
+				close(lock);
+			return -1;
+		}
+		if (r == 0 && valid(&t)) {
+			rc = take_access(&t, s);
+			tokens_free(&t);
+			if (lock >= 0)
+				close(lock);
+			return rc;
+		}
+		if (pass == 0) {
+			tokens_free(&t);
+			lock = lock_tokens(path); /* then look again: another run may have */
+		}
+	}
+	rc = app_grant(a, &t, why, sizeof why, e);
+	if (rc == GRANT_OK) {
+		rc = tokens_write(path, &t, e) < 0 ? -1 : take_access(&t, s);
+	} else if (rc == GRANT_REFUSED) {
+		perr_set(e, PERR_AUTH, "account %s: the token endpoint refused the app's "
+			 "credentials (%s); check oauth2_client_id, the secret or key and the app's "
+			 "permissions (smtprc(5)), then run postern -q", a->name, why);
+		rc = perr_because(e, PERR_CAUSE_AUTH);
+	} else if (e->cause == PERR_CAUSE_SECRET) {
+		perr_prefix(e, "account %s", a->name);
+		perr_append(e, "; no access token can be had now");
+	}
+	if (rc < 0 && e->kind == PERR_CONFIG)
+		perr_because(e, PERR_CAUSE_NONE);
+	tokens_free(&t);
+	if (lock >= 0)
+		close(lock);
+	return rc;
+}
+
 int oauth2_access_token(const struct account *a, struct secret *s, struct perr *e)
 {
 	char path[PATH_MAX_];
@@ -517,6 +920,8 @@ int oauth2_access_token(const struct account *a, struct secret *s, struct perr *
 	memset(s, 0, sizeof *s);
 	if (oauth2_token_path(a, path, sizeof path, e) < 0)
 		return -1;
+	if (unattended(a))
+		return app_token(a, path, s, e);
 	r = tokens_read(path, &t, e);
 	if (r < 0)
 		return -1;
@@ -533,6 +938,32 @@ int oauth2_access_token(const struct account *a, struct secret *s, struct perr *
 		rc = refresh(a, path, &t, s, e);
 	tokens_free(&t);
 	return rc;
+}
+
+int oauth2_renew(const struct account *a, struct secret *s, struct perr *e)
+{
+	char path[PATH_MAX_];
+	struct tokens t;
+	int lock;
+
+	if (oauth2_token_path(a, path, sizeof path, e) < 0)
+		return -1;
+	lock = lock_tokens(path);
+	if (tokens_read(path, &t, e) == 0 && t.access && s->value &&
+	    strcmp(t.access, s->value) == 0) {
+		/* the one the server refused: never offered again */
+		wipe_free(t.access);
+		t.access = NULL;
+		t.expires = 0;
+		tokens_write(path, &t, e);
+	}
+	tokens_free(&t);
+	if (lock >= 0)
+		close(lock);
+	secret_free(s);
+	log_event("OAuth2: the server refused the access token of account %s; getting a new "
+		  "one", a->name);
+	return oauth2_access_token(a, s, e);
 }
 
 /* ---- postern --authorize ---------------------------------------------------- */
@@ -785,8 +1216,7 @@ static int exchange(const struct account *a, const char *code, const char *redir
 	form_add(&f, "code", code);
 	form_add(&f, "redirect_uri", redirect);
 	form_add(&f, "code_verifier", k->verifier);
-	form_client(&f, a);
-	rc = grant(a, &f, &t, why, sizeof why, e);
+	rc = form_client(&f, a, e) < 0 ? -1 : grant(a, &f, &t, why, sizeof why, e);
 	form_free(&f);
 	if (rc == GRANT_REFUSED)
 		rc = perr_set(e, PERR_AUTH, "the token endpoint refused the authorization code "
@@ -800,6 +1230,209 @@ static int exchange(const struct account *a, const char *code, const char *redir
 	return rc;
 }
 
+/* ---- the device flow (RFC 8628) ------------------------------------------- */
+
+#define DEVICE_SLOW_DOWN_S 5   /* RFC 8628 3.5: slow_down adds 5 s */
+#define DEVICE_INTERVAL_S 5    /* when the endpoint names none */
+
+struct device {
+	char *device_code;   /* wiped */
+	char *user_code;
+	char *uri;           /* verification_uri (Google: verification_url) */
+	long long expires_in;
+	long long interval;
+};
+
+static void device_free(struct device *d)
+{
+	wipe_free(d->device_code);
+	free(d->user_code);
+	free(d->uri);
+	memset(d, 0, sizeof *d);
+}
+
+static long long json_int(json_object *o, const char *key, long long dflt)
+{
+	json_object *v;
+	long long n;
+
+	if (!js.json_object_object_get_ex(o, key, &v))
+		return dflt;
+	n = js.json_object_get_int64(v);
+	return n > 0 ? n : dflt;
+}
+
+/* POST the device authorization request: the codes and where to enter
+ * them. */
+static int device_start(const struct account *a, struct device *d, struct perr *e)
+{
+	struct http_response r;
+	struct form f = { 0 };
+	json_object *o = NULL;
+	int rc = -1;
+
+	memset(d, 0, sizeof *d);
+	if (!json_load())
+		return perr_set(e, PERR_TEMP, "cannot load " LIBJSONC_SONAME " to read OAuth2 "
+				"answers; install it (apt-get install libjson-c5)");
+	form_add(&f, "client_id", a->oauth2_client_id);
+	if (a->oauth2_scope)
+		form_add(&f, "scope", a->oauth2_scope);
+	rc = http_post_form(a->oauth2_device_url, a->oauth2_ca_file, f.buf,
+			    a->timeout > 0 ? a->timeout : 30, &r, e);
+	form_free(&f);
+	if (rc < 0)
+		return -1;
+	rc = -1;
+	if (r.len)
+		o = js.json_tokener_parse(r.body);
+	if (r.status == 200 && o) {
+		d->device_code = json_str(o, "device_code");
+		d->user_code = json_str(o, "user_code");
+		d->uri = json_str(o, "verification_uri");
+		if (!d->uri)
+			d->uri = json_str(o, "verification_url");
+		d->expires_in = json_int(o, "expires_in", 900);
+		d->interval = json_int(o, "interval", DEVICE_INTERVAL_S);
+	}
+	if (d->device_code && d->user_code && d->uri) {
+		rc = 0;
+	} else if (r.status >= 400 && r.status < 500 && o) {
+		char why[DESC_MAX * 4 + 300];
+
+		grant_error(o, why, sizeof why);
+		perr_set(e, PERR_AUTH, "the device authorization endpoint refused the request "
+			 "(%s); check oauth2_client_id and, for Microsoft, that the app registration "
+			 "has \"Allow public client flows\" on", why);
+	} else {
+		perr_set(e, PERR_TEMP, "the device authorization endpoint answered HTTP %ld "
+			 "without a device code", r.status);
+	}
+	if (o) {
+		json_wipe(o, "device_code");
+		js.json_object_put(o);
+	}
+	http_response_free(&r);
+	if (rc < 0)
+		device_free(d);
+	return rc;
+}
+
+/* Sleep s seconds, or until deadline (mono_ms) when sooner. */
+static void nap(long long s, int64_t deadline)
+{
+	int64_t until = mono_ms() + s * 1000;
+
+	if (until > deadline)
+		until = deadline;
+	for (int64_t left; (left = until - mono_ms()) > 0;)
+		poll(NULL, 0, (int)left);
+}
+
+/* Poll the token endpoint every interval until the person has approved
+ * (tokens into t), refused, or the code expired. */
+static int device_poll(const struct account *a, struct device *d, struct tokens *t,
+		       int64_t deadline, struct perr *e)
+{
+	char why[DESC_MAX * 4 + 300];
+	struct form f = { 0 };
+	int rc;
+
+	form_add(&f, "grant_type", "urn:ietf:params:oauth:grant-type:device_code");
+	form_add(&f, "device_code", d->device_code);
+	if (form_client(&f, a, e) < 0) {
+		form_free(&f);
+		return -1;
+	}
+	for (;;) {
+		nap(d->interval, deadline);
+		if (mono_ms() >= deadline) {
+			rc = perr_set(e, PERR_TEMP, "the code was not entered in time; nothing "
+				      "stored: run postern --authorize=%s again", a->name);
+			break;
+		}
+		rc = grant(a, &f, t, why, sizeof why, e);
+		if (rc == GRANT_OK || rc < 0)
+			break;
+		if (strncmp(why, "authorization_pending", 21) == 0)
+			continue;
+		if (strncmp(why, "slow_down", 9) == 0) {
+			d->interval += DEVICE_SLOW_DOWN_S;
+			continue;
+		}
+		if (strncmp(why, "expired_token", 13) == 0)
+			rc = perr_set(e, PERR_TEMP, "the code expired before it was entered (%s); "
+				      "nothing stored: run postern --authorize=%s again", why, a->name);
+		else if (strncmp(why, "access_denied", 13) == 0)
+			rc = perr_set(e, PERR_AUTH, "the sign-in was declined (%s); nothing stored",
+				      why);
+		else
+			rc = perr_set(e, PERR_AUTH, "the token endpoint refused the device code "
+				      "(%s); nothing stored", why);
+		break;
+	}
+	form_free(&f);
+	return rc;
+}
+
+static int device_authorize(const struct account *a, const char *path, FILE *err,
+			    struct perr *e)
+{
+	struct tokens t = { 0 };
+	struct device d;
+	long long wait_s;
+	int rc;
+
+	if (device_start(a, &d, e) < 0)
+		return -1;
+	wait_s = d.expires_in < wait_seconds() ? d.expires_in : wait_seconds();
+	fprintf(err, "postern: to authorize account %s, open\n\n    %s\n\nin a browser on any "
+		"device, enter the code\n\n    %s\n\nand sign in as %s.\npostern: waiting up to "
+		"%lld s (polling every %lld s)\n", a->name, d.uri, d.user_code, a->user, wait_s,
+		d.interval);
+	fflush(err);
+	rc = device_poll(a, &d, &t, mono_ms() + wait_s * 1000, e);
+	device_free(&d);
+	if (rc == GRANT_OK && !t.refresh)
+		rc = perr_set(e, PERR_AUTH, "the token endpoint gave no refresh token; nothing "
+			      "stored (microsoft: the scope needs offline_access)");
+	else if (rc == GRANT_OK)
+		rc = tokens_write(path, &t, e);
+	tokens_free(&t);
+	return rc;
+}
+
+/* postern --authorize for an unattended flow: nobody signs in; a token is
+ * fetched now, to show that the app's credentials work. */
+static int app_authorize(const struct account *a, const char *path, FILE *err, struct perr *e)
+{
+	struct secret s;
+	struct tokens t;
+	char when[64];
+	time_t x;
+
+	if (tokens_read(path, &t, e) == 0) { /* a fresh one, not the cache */
+		t.expires = 0;
+		tokens_write(path, &t, e);
+	}
+	tokens_free(&t);
+	if (app_token(a, path, &s, e) < 0)
+		return -1;
+	secret_free(&s);
+	if (tokens_read(path, &t, e) != 0)
+		return -1;
+	x = (time_t)t.expires;
+	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S %z", localtime(&x));
+	tokens_free(&t);
+	fprintf(err, "postern: account %s: the token endpoint accepted the app's credentials "
+		"(%s); access token cached in %s until %s.\npostern: no sign-in is needed: "
+		"postern gets new tokens by itself, from cron too\n", a->name,
+		a->oauth2_flow == OAUTH2_FLOW_SERVICE_ACCOUNT ? "service account" :
+		a->oauth2_key_file && !a->oauth2_client_secret && !a->oauth2_client_secret_command
+		? "client credentials, certificate" : "client credentials, secret", path, when);
+	return 0;
+}
+
 int oauth2_authorize(const struct account *a, FILE *err, struct perr *e)
 {
 	char path[PATH_MAX_], redirect[64], code[2048];
@@ -810,7 +1443,18 @@ int oauth2_authorize(const struct account *a, FILE *err, struct perr *e)
 	if (!a->oauth2)
 		return perr_set(e, PERR_CONFIG, "account %s has no oauth2 = google | microsoft | "
 				"custom; --authorize is for OAuth2 accounts (see smtprc(5))", a->name);
-	if (oauth2_token_path(a, path, sizeof path, e) < 0 || pkce_make(&k, e) < 0)
+	if (oauth2_token_path(a, path, sizeof path, e) < 0)
+		return -1;
+	if (unattended(a))
+		return app_authorize(a, path, err, e);
+	if (a->oauth2_flow == OAUTH2_FLOW_DEVICE) {
+		rc = device_authorize(a, path, err, e);
+		if (rc == 0)
+			fprintf(err, "postern: account %s authorized; tokens stored in %s\n", a->name,
+				path);
+		return rc;
+	}
+	if (pkce_make(&k, e) < 0)
 		return -1;
 	lfd = loopback_listen(&port, e);
 	if (lfd < 0)
@@ -829,7 +1473,7 @@ int oauth2_authorize(const struct account *a, FILE *err, struct perr *e)
 	wipe(code, sizeof code);
 	wipe(&k, sizeof k);
 	if (rc == 0)
-		fprintf(err, "postern: account %s authorized; tokens stored in %s (owner-only "
-			"file; the keyring is not used for them yet)\n", a->name, path);
+		fprintf(err, "postern: account %s authorized; tokens stored in %s\n", a->name,
+			path);
 	return rc;
 }

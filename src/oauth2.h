@@ -49,6 +49,13 @@
  *   the file unsafe (mode, owner, type): PERR_CONFIG naming the fix. */
 int oauth2_access_token(const struct account *a, struct secret *s, struct perr *e);
 
+/* The server refused the access token in s although it had not expired
+ * by the clock (XOAUTH2's 334 {"status":"401"}: revoked, or expired
+ * early): forget it in the cache, free s, and get a new one into s as
+ * oauth2_access_token does (a refresh, or the unattended grant).  Called
+ * once per submission: a second refusal is refused credentials. */
+int oauth2_renew(const struct account *a, struct secret *s, struct perr *e);
+
 /* postern --authorize: run the authorization code flow for a and store
  * the tokens.  Progress and the URL go to err.  Exit-code kinds:
  * 0 stored; PERR_AUTH (77) state mismatch, an error in the redirect, or

@@ -250,16 +250,17 @@ static void describe_exit(const struct cmd_run *r, int status, size_t outlen, ch
 /* The command failed, or printed nothing: the secret cannot be had now
  * (gpg or pass cannot unlock under cron), which is temporary: the message
  * is queued and a later run, with the agent unlocked, sends it. */
-static int unavailable(const struct account *a, const char *what, const char *how,
-		       struct perr *e)
+static int unavailable(const struct account *a, const char *key, const char *what,
+		       const char *how, struct perr *e)
 {
-	perr_set(e, PERR_TEMP, "password_command for account %s %s (%s); the secret is "
-		 "unavailable for now: run the command by hand to see why", a->name, what, how);
+	perr_set(e, PERR_TEMP, "%s for account %s %s (%s); the secret is "
+		 "unavailable for now: run the command by hand to see why", key, a->name, what,
+		 how);
 	return perr_because(e, PERR_CAUSE_SECRET);
 }
 
-static int cmd_result(const struct account *a, int status, const struct cmd_run *r,
-		      struct secret *s, struct perr *e)
+static int cmd_result(const struct account *a, const char *key, int status,
+		      const struct cmd_run *r, struct secret *s, struct perr *e)
 {
 	char how[ERRLINE_MAX * 4 + 64];
 	size_t n = 0, first;
@@ -271,24 +272,20 @@ static int cmd_result(const struct account *a, int status, const struct cmd_run 
 		n--;
 	describe_exit(r, status, n, how, sizeof how);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return unavailable(a, "failed", how, e);
+		return unavailable(a, key, "failed", how, e);
 	if (n == 0)
-		return unavailable(a, "printed nothing", how, e);
+		return unavailable(a, key, "printed nothing", how, e);
 	if (first > SECRET_MAX)
-		return perr_set(e, PERR_CONFIG,
-				"password_command for account %s printed a line "
-				"longer than %d bytes",
-				a->name, SECRET_MAX);
+		return perr_set(e, PERR_CONFIG, "%s for account %s printed a line longer than "
+				"%d bytes", key, a->name, SECRET_MAX);
 	if (memchr(r->buf, '\0', n))
-		return perr_set(e, PERR_CONFIG,
-				"password_command for account %s printed a NUL "
-				"byte",
+		return perr_set(e, PERR_CONFIG, "%s for account %s printed a NUL byte", key,
 				a->name);
 	take(s, r->buf, n, SECRET_COMMAND);
 	return 0;
 }
 
-static int start_command(const struct account *a, struct cmd_run *r, struct perr *e)
+static int start_command(const char *cmd, const char *key, struct cmd_run *r, struct perr *e)
 {
 	int po[2], pe[2];
 
@@ -302,13 +299,13 @@ static int start_command(const struct account *a, struct cmd_run *r, struct perr
 	r->own_group = !tty_foreground();
 	r->pid = fork();
 	if (r->pid == 0)
-		child_exec(a->password_command, po[1], pe[1], r->own_group);
+		child_exec(cmd, po[1], pe[1], r->own_group);
 	close(po[1]);
 	close(pe[1]);
 	if (r->pid < 0) {
 		close(po[0]);
 		close(pe[0]);
-		return perr_set(e, PERR_OS, "cannot start password_command: %s", strerror(errno));
+		return perr_set(e, PERR_OS, "cannot start %s: %s", key, strerror(errno));
 	}
 	if (r->own_group)
 		setpgid(r->pid, r->pid);
@@ -319,14 +316,16 @@ static int start_command(const struct account *a, struct cmd_run *r, struct perr
 	return 0;
 }
 
-static int run_command(const struct account *a, struct secret *s, struct perr *e)
+int secret_command(const struct account *a, const char *cmd, const char *key, struct secret *s,
+		   struct perr *e)
 {
 	int timeout = a->timeout > 0 ? a->timeout : DEFAULT_TIMEOUT_S;
 	int64_t deadline = mono_ms() + (int64_t)timeout * 1000;
 	struct cmd_run r = {.out = -1, .err = -1};
 	int status, rc;
 
-	if (start_command(a, &r, e) < 0)
+	memset(s, 0, sizeof *s);
+	if (start_command(cmd, key, &r, e) < 0)
 		return -1;
 	r.buf = xmalloc(SECRET_MAX + 2);
 	status = wait_exit(&r, deadline);
@@ -336,12 +335,12 @@ static int run_command(const struct account *a, struct secret *s, struct perr *e
 		close(r.err);
 	if (status == -1) {
 		rc = perr_set(e, PERR_TEMP,
-			      "password_command for account %s did not finish within %d s; "
-			      "the secret is unavailable for now: check the command, or raise "
-			      "timeout", a->name, timeout);
+			      "%s for account %s did not finish within %d s; the secret is "
+			      "unavailable for now: check the command, or raise timeout", key,
+			      a->name, timeout);
 		perr_because(e, PERR_CAUSE_SECRET);
 	} else {
-		rc = cmd_result(a, status, &r, s, e);
+		rc = cmd_result(a, key, status, &r, s, e);
 	}
 	wipe(r.buf, SECRET_MAX + 2);
 	wipe(r.errline, sizeof r.errline);
@@ -619,7 +618,7 @@ int secret_resolve(const struct account *a, struct secret *s, struct perr *e)
 	if (a->oauth2) /* the secret is the access token (SPEC 10) */
 		return oauth2_access_token(a, s, e);
 	if (a->password_command && *a->password_command)
-		return run_command(a, s, e);
+		return secret_command(a, a->password_command, "password_command", s, e);
 #ifdef HAVE_LIBSECRET
 	if (a->host && a->user) {
 		ks = keyring_lookup(a, s);

@@ -45,6 +45,13 @@ int secret_needed(const struct account *a);
  * one. */
 int secret_resolve(const struct account *a, struct secret *s, struct perr *e);
 
+/* Run cmd (the value of the key named key, for messages) as
+ * password_command is run, and take its first output line: the same
+ * rules, bounds and errors (PERR_TEMP with PERR_CAUSE_SECRET when the
+ * secret cannot be had now).  For OAuth2 app secrets. */
+int secret_command(const struct account *a, const char *cmd, const char *key, struct secret *s,
+		   struct perr *e);
+
 /* Store value in the keyring for this account (--set-password). */
 int secret_store(const struct account *a, const char *value, struct perr *e);
 

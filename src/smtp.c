@@ -616,6 +616,8 @@ static int auth_initial(struct smtp *s, enum auth_mech m, const unsigned char *r
 		return -1;
 	if (auth_result(s, e) == 0)
 		return 0;
+	if (strstr(why, "\"status\"") && (strstr(why, "401") || strstr(why, "invalid_token")))
+		e->token_refused = true;
 	perr_append(e, "; the server says the OAuth2 token was refused: %s; password_command "
 		    "must print a valid, unexpired access token", why);
 	return -1;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "oauth2.h"
 #include "submit.h"
 #include "util.h"
 
@@ -206,13 +207,21 @@ static int auth_alone(struct submit_session *ss, struct smtp_msg *msgs, size_t n
 	return rc;
 }
 
-int submit_open(struct submit_session *ss, const struct account *a, const struct secret *s,
+int submit_open(struct submit_session *ss, const struct account *a, struct secret *s,
 		struct perr *e)
 {
 	memset(ss, 0, sizeof *ss);
 	ss->a = a;
-	if (open_session(&ss->smtp, &ss->p, a, s, e) < 0)
-		return -1;
+	if (open_session(&ss->smtp, &ss->p, a, s, e) < 0) {
+		/* An OAuth2 token the server refused before its time (revoked,
+		 * or Gmail's 334 {"status":"401"}): one new token, one new
+		 * session; a second refusal stands. */
+		if (!e->token_refused || !a->oauth2 || !s)
+			return -1;
+		log_event("%s; getting a new access token and trying once more", e->text);
+		if (oauth2_renew(a, s, e) < 0 || open_session(&ss->smtp, &ss->p, a, s, e) < 0)
+			return -1;
+	}
 	ss->open = 1;
 	/* tls_describe needs the live connection. */
 	str_copy(ss->tls, tls_describe(&ss->smtp.conn), sizeof ss->tls);
@@ -266,7 +275,7 @@ void submit_fail(struct submit_job *jobs, size_t njobs, const struct perr *e)
 	rest_fail(jobs, NULL, njobs, e, 0);
 }
 
-int submit_batch(const struct account *a, const struct secret *s, struct submit_job *jobs,
+int submit_batch(const struct account *a, struct secret *s, struct submit_job *jobs,
 		 size_t njobs, struct perr *e)
 {
 	struct submit_session ss;

@@ -1182,13 +1182,9 @@ static void oauth2_flow_check(struct parse *p, const struct sect *s, struct acco
 	else if (a->oauth2_flow == OAUTH2_FLOW_CLIENT_CREDENTIALS && a->oauth2 == OAUTH2_GOOGLE)
 		fail(p, s->line, "account [%s]: Google has no client credentials grant for mail; "
 		     "use oauth2_flow = service_account", a->name);
-	else if (a->oauth2_flow == OAUTH2_FLOW_CLIENT_CREDENTIALS && !a->oauth2_key_file &&
-		 !a->oauth2_client_secret && !a->oauth2_client_secret_command)
-		fail(p, s->line, "account [%s] has oauth2_flow = client_credentials but no "
-		     "client secret or certificate; set oauth2_client_secret_command (or "
-		     "oauth2_key_file and oauth2_cert_file)", a->name);
-	else if (a->oauth2_flow == OAUTH2_FLOW_CLIENT_CREDENTIALS && !a->oauth2_client_secret &&
-		 !a->oauth2_client_secret_command && !a->oauth2_cert_file)
+	else if (a->oauth2_flow == OAUTH2_FLOW_CLIENT_CREDENTIALS && a->oauth2_key_file &&
+		 !a->oauth2_client_secret && !a->oauth2_client_secret_command &&
+		 !a->oauth2_cert_file)
 		fail(p, s->line, "account [%s] has oauth2_key_file but no oauth2_cert_file; the "
 		     "client assertion names the certificate: set oauth2_cert_file", a->name);
 	else if (a->oauth2_flow == OAUTH2_FLOW_DEVICE && !a->oauth2_device_url)

@@ -173,6 +173,7 @@ static int do_check(const struct cli *c)
 	if (!a)
 		return fail(&e);
 	config_print(&cfg, a, stdout);
+	oauth2_print_state(a, stdout);
 	config_free(&cfg);
 	return EX_OK;
 }

@@ -79,7 +79,12 @@ struct tokens {
 	char *access;       /* wiped on free */
 	long long expires;  /* unix time the access token ends; 0 unknown */
 	char *refused;      /* "invalid_grant: ..." once the refresh token was refused */
+	int keyring;        /* the tokens are in the keyring; the file holds the rest */
 };
+
+/* The keyring entries' type attribute (SPEC 10). */
+#define TYPE_REFRESH "oauth2-refresh"
+#define TYPE_ACCESS "oauth2-access"
 
 static void tokens_free(struct tokens *t)
 {
@@ -153,6 +158,8 @@ static void tokens_parse(char *buf, struct tokens *t)
 			t->expires = strtoll(line + 11, NULL, 10);
 		else if (strncmp(line, "refused=", 8) == 0 && !t->refused)
 			t->refused = xstrdup(line + 8);
+		else if (strcmp(line, "store=keyring") == 0)
+			t->keyring = 1;
 	}
 }
 
@@ -210,7 +217,66 @@ static int mkdirs(const char *path)
 
 /* Write the file atomically: temporary file (0600), fsync, rename,
  * directory fsync. */
-static int tokens_write(const char *path, const struct tokens *t, struct perr *e)
+static int file_write(const char *path, const struct tokens *t, struct perr *e);
+
+/* Store the tokens: with t->keyring in the keyring (the file then holds
+ * the expiry, store=keyring and any refusal, no token), falling back to
+ * the file alone when the keyring cannot take them — a rotated refresh
+ * token is never lost. */
+static int tokens_write(const struct account *a, const char *path, struct tokens *t,
+			struct perr *e)
+{
+	char label[512];
+	struct perr ke;
+
+	if (t->keyring) {
+		snprintf(label, sizeof label, "postern: OAuth2 refresh token for %s (%s)", a->user,
+			 a->host);
+		if (t->refresh && *t->refresh &&
+		    secret_keyring_put(a, TYPE_REFRESH, label, t->refresh, &ke) < 0)
+			t->keyring = 0;
+		snprintf(label, sizeof label, "postern: OAuth2 access token for %s (%s)", a->user,
+			 a->host);
+		if (t->keyring && t->access && *t->access &&
+		    secret_keyring_put(a, TYPE_ACCESS, label, t->access, &ke) < 0)
+			t->keyring = 0;
+		if (!t->keyring)
+			log_event("OAuth2: %s; the tokens of account %s go to %s", ke.text, a->name,
+				  path);
+	}
+	return file_write(path, t, e);
+}
+
+/* Bring the tokens kept in the keyring into t: the access token, and the
+ * refresh token too with want_refresh.  0 (an entry may be missing), or
+ * -1 when the keyring cannot be asked now (temporary: queued). */
+static int tokens_from_keyring(const struct account *a, struct tokens *t, int want_refresh,
+			       struct perr *e)
+{
+	struct secret v;
+	int r;
+
+	if (!t->keyring)
+		return 0;
+	for (int i = 0; i < 1 + !!want_refresh; i++) {
+		r = secret_keyring_get(a, i ? TYPE_REFRESH : TYPE_ACCESS, &v, e);
+		if (r < 0) {
+			perr_prefix(e, "account %s: the OAuth2 tokens are in the keyring, and", a->name);
+			perr_append(e, "; the message can be sent from the login session (postern -q)");
+			return -1;
+		}
+		if (r == 0) {
+			char **slot = i ? &t->refresh : &t->access;
+
+			wipe_free(*slot);
+			*slot = v.value;
+			v.value = NULL;
+		}
+	}
+	return 0;
+}
+
+static int file_write(const char *path, const struct tokens *t, struct perr *e)
 {
 	char dir[PATH_MAX_], tmp[PATH_MAX_ + 32], *slash, *text;
 	size_t cap = 256 + (t->refresh ? strlen(t->refresh) : 0) +
@@ -230,8 +296,10 @@ static int tokens_write(const char *path, const struct tokens *t, struct perr *e
 		return perr_set(e, PERR_IO, "cannot write %s: %s", tmp, strerror(errno));
 	text = xmalloc(cap);
 	n = snprintf(text, cap, "# postern OAuth2 tokens; written by postern, keep private\n"
-		     "refresh_token=%s\naccess_token=%s\nexpires_at=%lld\n%s%s%s",
-		     t->refresh ? t->refresh : "", t->access ? t->access : "", t->expires,
+		     "%srefresh_token=%s\naccess_token=%s\nexpires_at=%lld\n%s%s%s",
+		     t->keyring ? "store=keyring\n" : "",
+		     t->refresh && !t->keyring ? t->refresh : "",
+		     t->access && !t->keyring ? t->access : "", t->expires,
 		     t->refused ? "refused=" : "", t->refused ? t->refused : "",
 		     t->refused ? "\n" : "");
 	bad = n < 0 || (size_t)n >= cap || fchmod(fd, 0600) < 0 ||
@@ -413,22 +481,44 @@ static int grant(const struct account *a, const struct form *form, struct tokens
 	return rc;
 }
 
-/* The app's client secret (SPEC 10: the same sources as a password):
- * oauth2_client_secret_command, else oauth2_client_secret from the
- * (owner-only) configuration file.  s->value NULL: the app has none (a
- * public client). */
-static int client_secret(const struct account *a, struct secret *s, struct perr *e)
+/* The app's client secret (SPEC 10: the same sources as a password, in
+ * the same order): oauth2_client_secret_command; the keyring entry with
+ * the password's attributes and type = oauth2-client-secret (skipped
+ * quietly when no keyring is reachable); oauth2_client_secret from the
+ * owner-only configuration file.  s->value NULL: none (a public client);
+ * need: the flow cannot do without one (client credentials with no
+ * certificate), and none found is an error. */
+#define TYPE_CLIENT_SECRET "oauth2-client-secret"
+static int client_secret(const struct account *a, int need, struct secret *s, struct perr *e)
 {
+	struct perr ke;
+	int r;
+
 	memset(s, 0, sizeof *s);
 	if (a->oauth2_client_secret_command && *a->oauth2_client_secret_command)
 		return secret_command(a, a->oauth2_client_secret_command,
 				      "oauth2_client_secret_command", s, e);
+	r = a->host && a->user ? secret_keyring_get(a, TYPE_CLIENT_SECRET, s, &ke) : 1;
+	if (r == 0)
+		return 0;
 	if (a->oauth2_client_secret) {
 		s->value = xstrdup(a->oauth2_client_secret);
 		s->len = strlen(s->value);
 		s->source = SECRET_FILE;
+		return 0;
 	}
-	return 0;
+	if (!need)
+		return 0;
+	if (r < 0) {
+		perr_set(e, PERR_TEMP, "the client secret is not available: %s (it is looked up "
+			 "there; the message can go from the login session, or set "
+			 "oauth2_client_secret_command)", ke.text);
+		return perr_because(e, PERR_CAUSE_SECRET);
+	}
+	return perr_set(e, PERR_CONFIG, "account %s has oauth2_flow = client_credentials but no "
+			"client secret: set oauth2_client_secret_command, or store it with "
+			"secret-tool store --label=postern host %s service smtp user %s type "
+			TYPE_CLIENT_SECRET, a->name, a->host, a->user);
 }
 
 static int form_client(struct form *f, const struct account *a, struct perr *e)
@@ -436,7 +526,7 @@ static int form_client(struct form *f, const struct account *a, struct perr *e)
 	struct secret cs;
 
 	form_add(f, "client_id", a->oauth2_client_id);
-	if (client_secret(a, &cs, e) < 0)
+	if (client_secret(a, a->oauth2_flow == OAUTH2_FLOW_CLIENT_CREDENTIALS, &cs, e) < 0)
 		return -1;
 	if (cs.value)
 		form_add(f, "client_secret", cs.value);
@@ -753,9 +843,15 @@ static int take_access(const struct tokens *t, struct secret *s)
 	return 0;
 }
 
+/* The access token's time is not up (by the clock, with the margin). */
+static int fresh(const struct tokens *t)
+{
+	return t->expires - (long long)time(NULL) > OAUTH2_MARGIN_S;
+}
+
 static int valid(const struct tokens *t)
 {
-	return t->access && *t->access && t->expires - (long long)time(NULL) > OAUTH2_MARGIN_S;
+	return t->access && *t->access && fresh(t);
 }
 
 static int refused_line(const struct account *a, const char *why, struct perr *e)
@@ -780,6 +876,10 @@ static int refresh(const struct account *a, const char *path, struct tokens *t,
 		/* another run may have refreshed while we waited */
 		tokens_free(t);
 		rc = tokens_read(path, t, e);
+		if (rc == 0 && tokens_from_keyring(a, t, 1, e) < 0) {
+			close(lock);
+			return -1;
+		}
 		if (rc == 0 && (t->refused || !t->refresh || valid(t))) {
 			close(lock);
 			if (t->refused)
@@ -810,7 +910,7 @@ static int refresh(const struct account *a, const char *path, struct tokens *t,
 	form_free(&f);
 	if (rc == GRANT_OK) {
 		/* saved before it is used: a rotated refresh token is never lost */
-		rc = tokens_write(path, t, e) < 0 ? -1 : take_access(t, s);
+		rc = tokens_write(a, path, t, e) < 0 ? -1 : take_access(t, s);
 		if (rc < 0) {
 			perr_prefix(e, "account %s", a->name);
 			perr_because(e, PERR_CAUSE_SECRET);
@@ -821,7 +921,7 @@ static int refresh(const struct account *a, const char *path, struct tokens *t,
 		if (strncmp(why, "invalid_grant", 13) == 0) {
 			free(t->refused);
 			t->refused = xstrdup(why);
-			tokens_write(path, t, &ignored);
+			tokens_write(a, path, t, &ignored);
 		}
 		rc = refused_line(a, why, e);
 	} else {
@@ -893,7 +993,7 @@ static int app_token(const struct account *a, const char *path, struct secret *s
 	}
 	rc = app_grant(a, &t, why, sizeof why, e);
 	if (rc == GRANT_OK) {
-		rc = tokens_write(path, &t, e) < 0 ? -1 : take_access(&t, s);
+		rc = tokens_write(a, path, &t, e) < 0 ? -1 : take_access(&t, s);
 	} else if (rc == GRANT_REFUSED) {
 		perr_set(e, PERR_AUTH, "account %s: the token endpoint refused the app's "
 			 "credentials (%s); check oauth2_client_id, the secret or key and the app's "
@@ -925,15 +1025,19 @@ int oauth2_access_token(const struct account *a, struct secret *s, struct perr *
 	r = tokens_read(path, &t, e);
 	if (r < 0)
 		return -1;
-	if (r == 1 || !t.refresh || !*t.refresh) {
+	if (r == 1 || (!t.keyring && (!t.refresh || !*t.refresh))) {
 		tokens_free(&t);
 		need_authorize(a, "no OAuth2 token is stored", e);
 		return -1;
 	}
 	if (t.refused)
 		rc = refused_line(a, t.refused, e);
+	else if (tokens_from_keyring(a, &t, !fresh(&t), e) < 0)
+		rc = -1;
 	else if (valid(&t))
 		rc = take_access(&t, s);
+	else if (!t.refresh || !*t.refresh)
+		rc = (need_authorize(a, "no OAuth2 refresh token is in the keyring", e), -1);
 	else
 		rc = refresh(a, path, &t, s, e);
 	tokens_free(&t);
@@ -949,13 +1053,13 @@ int oauth2_renew(const struct account *a, struct secret *s, struct perr *e)
 	if (oauth2_token_path(a, path, sizeof path, e) < 0)
 		return -1;
 	lock = lock_tokens(path);
-	if (tokens_read(path, &t, e) == 0 && t.access && s->value &&
-	    strcmp(t.access, s->value) == 0) {
+	if (tokens_read(path, &t, e) == 0 &&
+	    (t.keyring || (t.access && s->value && strcmp(t.access, s->value) == 0))) {
 		/* the one the server refused: never offered again */
 		wipe_free(t.access);
 		t.access = NULL;
 		t.expires = 0;
-		tokens_write(path, &t, e);
+		tokens_write(a, path, &t, e);
 	}
 	tokens_free(&t);
 	if (lock >= 0)
@@ -1225,7 +1329,7 @@ static int exchange(const struct account *a, const char *code, const char *redir
 		rc = perr_set(e, PERR_AUTH, "the token endpoint gave no refresh token; nothing "
 			      "stored (microsoft: the scope needs offline_access)");
 	else if (rc == GRANT_OK)
-		rc = tokens_write(path, &t, e);
+		rc = (t.keyring = 1, tokens_write(a, path, &t, e));
 	tokens_free(&t);
 	return rc;
 }
@@ -1397,7 +1501,7 @@ static int device_authorize(const struct account *a, const char *path, FILE *err
 		rc = perr_set(e, PERR_AUTH, "the token endpoint gave no refresh token; nothing "
 			      "stored (microsoft: the scope needs offline_access)");
 	else if (rc == GRANT_OK)
-		rc = tokens_write(path, &t, e);
+		rc = (t.keyring = 1, tokens_write(a, path, &t, e));
 	tokens_free(&t);
 	return rc;
 }
@@ -1413,7 +1517,7 @@ static int app_authorize(const struct account *a, const char *path, FILE *err, s
 
 	if (tokens_read(path, &t, e) == 0) { /* a fresh one, not the cache */
 		t.expires = 0;
-		tokens_write(path, &t, e);
+		tokens_write(a, path, &t, e);
 	}
 	tokens_free(&t);
 	if (app_token(a, path, &s, e) < 0)
@@ -1433,6 +1537,85 @@ static int app_authorize(const struct account *a, const char *path, FILE *err, s
 	return 0;
 }
 
+/* Where the refresh token is: "the keyring (...)" or "PATH (owner-only
+ * file)"; "" when nothing is stored. */
+static void store_text(const struct account *a, const char *path, const struct tokens *t,
+		       char *buf, size_t cap)
+{
+	if (t->keyring)
+		snprintf(buf, cap, "the keyring (host=%s service=smtp user=%s type=" TYPE_REFRESH
+			 "; state in %s)", a->host, a->user, path);
+	else
+		snprintf(buf, cap, "%s (owner-only file)", path);
+}
+
+static void authorized(const struct account *a, const char *path, FILE *err)
+{
+	char where[PATH_MAX_ + 256];
+	struct tokens t;
+	struct perr e;
+
+	if (tokens_read(path, &t, &e) != 0)
+		return;
+	store_text(a, path, &t, where, sizeof where);
+	fprintf(err, "postern: account %s authorized; refresh token stored in %s\n", a->name,
+		where);
+	tokens_free(&t);
+}
+
+static const char *const flow_names[] = {
+	"auto", "authcode", "device", "client_credentials", "service_account",
+};
+
+void oauth2_print_state(const struct account *a, FILE *out)
+{
+	char path[PATH_MAX_], where[PATH_MAX_ + 256], when[64];
+	long long left;
+	struct tokens t;
+	struct perr e;
+	time_t x;
+	int r;
+
+	if (!a->oauth2)
+		return;
+	fprintf(out, "\nOAuth2 state (tokens are never shown)\n");
+	fprintf(out, "%-17s = %s (oauth2 = %s)\n", "flow",
+		flow_names[a->oauth2_flow < 5 ? a->oauth2_flow : 0], config_oauth2_name(a->oauth2));
+	if (oauth2_token_path(a, path, sizeof path, &e) < 0) {
+		fprintf(out, "%-17s = %s\n", "tokens", e.text);
+		return;
+	}
+	r = tokens_read(path, &t, &e);
+	if (r < 0) {
+		fprintf(out, "%-17s = %s\n", "tokens", e.text);
+		return;
+	}
+	store_text(a, path, &t, where, sizeof where);
+	if (unattended(a))
+		fprintf(out, "%-17s = none needed (new access tokens come from the app's "
+			"credentials); cache in %s\n", "refresh token", where);
+	else if (r == 1 || (!t.keyring && (!t.refresh || !*t.refresh)))
+		fprintf(out, "%-17s = none stored: run postern --authorize=%s\n", "refresh token",
+			a->name);
+	else
+		fprintf(out, "%-17s = in %s\n", "refresh token", where);
+	x = (time_t)t.expires;
+	left = t.expires - (long long)time(NULL);
+	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S %z", localtime(&x));
+	if (r == 1 || t.expires <= 0 || (!t.keyring && (!t.access || !*t.access)))
+		fprintf(out, "%-17s = none cached\n", "access token");
+	else if (left > OAUTH2_MARGIN_S)
+		fprintf(out, "%-17s = cached until %s (%lld min left; renewed %d min before)\n",
+			"access token", when, left / 60, OAUTH2_MARGIN_S / 60);
+	else
+		fprintf(out, "%-17s = %s %s; a new one is fetched at the next send\n",
+			"access token", left > 0 ? "expiring at" : "expired at", when);
+	if (t.refused)
+		fprintf(out, "%-17s = %s; run postern --authorize=%s\n", "refused", t.refused,
+			a->name);
+	tokens_free(&t);
+}
+
 int oauth2_authorize(const struct account *a, FILE *err, struct perr *e)
 {
 	char path[PATH_MAX_], redirect[64], code[2048];
@@ -1450,8 +1633,7 @@ int oauth2_authorize(const struct account *a, FILE *err, struct perr *e)
 	if (a->oauth2_flow == OAUTH2_FLOW_DEVICE) {
 		rc = device_authorize(a, path, err, e);
 		if (rc == 0)
-			fprintf(err, "postern: account %s authorized; tokens stored in %s\n", a->name,
-				path);
+			authorized(a, path, err);
 		return rc;
 	}
 	if (pkce_make(&k, e) < 0)
@@ -1473,7 +1655,6 @@ int oauth2_authorize(const struct account *a, FILE *err, struct perr *e)
 	wipe(code, sizeof code);
 	wipe(&k, sizeof k);
 	if (rc == 0)
-		fprintf(err, "postern: account %s authorized; tokens stored in %s\n", a->name,
-			path);
+		authorized(a, path, err);
 	return rc;
 }

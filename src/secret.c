@@ -369,6 +369,7 @@ static const SecretSchema postern_schema = {
 	{"host", SECRET_SCHEMA_ATTRIBUTE_STRING},
 	{"service", SECRET_SCHEMA_ATTRIBUTE_STRING},
 	{"user", SECRET_SCHEMA_ATTRIBUTE_STRING},
+	{"type", SECRET_SCHEMA_ATTRIBUTE_STRING}, /* postern's OAuth2 entries */
 	{NULL, 0},
     },
     0,
@@ -412,6 +413,8 @@ static int session_bus(void)
 	X(secret_value_get)                                                                        \
 	X(secret_value_unref)                                                                      \
 	X(secret_password_store_sync)                                                              \
+	X(secret_item_get_attributes)                                                              \
+	X(g_hash_table_lookup)                                                                     \
 	X(g_clear_error)                                                                           \
 	X(g_list_free_full)                                                                        \
 	X(g_hash_table_unref)                                                                      \
@@ -518,10 +521,28 @@ static void watchdog_stop(struct watchdog *w)
 	lib.g_mutex_clear(&w->lock);
 }
 
+/* The first entry found whose type attribute is type, or, with type NULL,
+ * that has none (a password: postern's typed OAuth2 entries share its
+ * host, service and user). */
+static enum keyring_state first_of(GList *items, const char *type, struct secret *s)
+{
+	for (GList *i = items; i; i = i->next) {
+		GHashTable *attrs = lib.secret_item_get_attributes(i->data);
+		const char *t = attrs ? lib.g_hash_table_lookup(attrs, "type") : NULL;
+		int match = type ? t && strcmp(t, type) == 0 : !t;
+
+		if (attrs)
+			lib.g_hash_table_unref(attrs);
+		if (match)
+			return item_secret(i->data, s);
+	}
+	return KEYRING_MISSING;
+}
+
 /* Search without unlocking: a locked keyring would prompt, and a prompt
  * nobody sees would hang a cron job.  Bounded by KEYRING_TIMEOUT_S. */
-static enum keyring_state keyring_search(const struct account *a, struct secret *s,
-					 GCancellable *cancel)
+static enum keyring_state keyring_search(const struct account *a, const char *type,
+					 struct secret *s, GCancellable *cancel)
 {
 	enum keyring_state st = KEYRING_MISSING;
 	SecretService *svc;
@@ -534,14 +555,17 @@ static enum keyring_state keyring_search(const struct account *a, struct secret 
 		lib.g_clear_error(&err);
 		return KEYRING_ERROR;
 	}
-	attrs = lib.secret_attributes_build(&postern_schema, "host", a->host, "service", "smtp",
-					    "user", a->user, NULL);
+	attrs = type ? lib.secret_attributes_build(&postern_schema, "host", a->host, "service",
+						   "smtp", "user", a->user, "type", type, NULL)
+		     : lib.secret_attributes_build(&postern_schema, "host", a->host, "service",
+						   "smtp", "user", a->user, NULL);
 	items = lib.secret_service_search_sync(svc, &postern_schema, attrs,
-					       SECRET_SEARCH_LOAD_SECRETS, cancel, &err);
+					       SECRET_SEARCH_ALL | SECRET_SEARCH_LOAD_SECRETS,
+					       cancel, &err);
 	if (err)
 		st = KEYRING_ERROR;
 	else if (items)
-		st = item_secret(items->data, s);
+		st = first_of(items, type, s);
 	lib.g_clear_error(&err);
 	lib.g_list_free_full(items, lib.g_object_unref);
 	lib.g_hash_table_unref(attrs);
@@ -549,9 +573,14 @@ static enum keyring_state keyring_search(const struct account *a, struct secret 
 	return st;
 }
 
-static enum keyring_state keyring_lookup(const struct account *a, struct secret *s)
+static int keyring_seconds(const struct account *a)
 {
-	int t = a->timeout > 0 && a->timeout < KEYRING_TIMEOUT_S ? a->timeout : KEYRING_TIMEOUT_S;
+	return a->timeout > 0 && a->timeout < KEYRING_TIMEOUT_S ? a->timeout : KEYRING_TIMEOUT_S;
+}
+
+static enum keyring_state keyring_lookup(const struct account *a, const char *type,
+					 struct secret *s)
+{
 	struct watchdog w;
 	enum keyring_state st;
 
@@ -559,10 +588,31 @@ static enum keyring_state keyring_lookup(const struct account *a, struct secret 
 		return KEYRING_NO_SESSION;
 	if (!lib_load())
 		return KEYRING_NO_LIBRARY;
-	watchdog_start(&w, t);
-	st = keyring_search(a, s, w.cancel);
+	watchdog_start(&w, keyring_seconds(a));
+	st = keyring_search(a, type, s, w.cancel);
 	watchdog_stop(&w);
 	return st;
+}
+
+/* Store (replace) the entry of this type, bounded like a lookup. */
+static enum keyring_state keyring_put(const struct account *a, const char *type,
+				      const char *label, const char *value)
+{
+	struct watchdog w;
+	GError *err = NULL;
+	gboolean ok;
+
+	if (!session_bus())
+		return KEYRING_NO_SESSION;
+	if (!lib_load())
+		return KEYRING_NO_LIBRARY;
+	watchdog_start(&w, keyring_seconds(a));
+	ok = lib.secret_password_store_sync(&postern_schema, SECRET_COLLECTION_DEFAULT, label,
+					    value, w.cancel, &err, "host", a->host, "service",
+					    "smtp", "user", a->user, "type", type, NULL);
+	watchdog_stop(&w);
+	lib.g_clear_error(&err);
+	return ok ? KEYRING_FOUND : KEYRING_ERROR;
 }
 #endif
 
@@ -621,7 +671,7 @@ int secret_resolve(const struct account *a, struct secret *s, struct perr *e)
 		return secret_command(a, a->password_command, "password_command", s, e);
 #ifdef HAVE_LIBSECRET
 	if (a->host && a->user) {
-		ks = keyring_lookup(a, s);
+		ks = keyring_lookup(a, NULL, s);
 		if (ks == KEYRING_FOUND)
 			return 0;
 	}
@@ -673,6 +723,55 @@ int secret_store(const struct account *a, const char *value, struct perr *e)
 			"password_command for account %s instead",
 			a->name);
 #endif
+}
+
+static const char *keyring_why(enum keyring_state ks)
+{
+	switch (ks) {
+	case KEYRING_NO_SESSION: return "not reachable (no D-Bus session)";
+	case KEYRING_NO_LIBRARY: return "not reachable (" LIBSECRET_SONAME " cannot be loaded)";
+	case KEYRING_LOCKED: return "locked";
+	default: return "not reachable (no Secret Service answered)";
+	}
+}
+
+int secret_keyring_get(const struct account *a, const char *type, struct secret *s,
+		       struct perr *e)
+{
+	memset(s, 0, sizeof *s);
+#ifdef HAVE_LIBSECRET
+	enum keyring_state ks = keyring_lookup(a, type, s);
+
+	if (ks == KEYRING_FOUND)
+		return 0;
+	if (ks == KEYRING_MISSING)
+		return 1;
+	perr_set(e, PERR_TEMP, "the keyring is %s", keyring_why(ks));
+#else
+	(void)a;
+	(void)type;
+	perr_set(e, PERR_TEMP, "postern was built without keyring support");
+#endif
+	return perr_because(e, PERR_CAUSE_SECRET);
+}
+
+int secret_keyring_put(const struct account *a, const char *type, const char *label,
+		       const char *value, struct perr *e)
+{
+#ifdef HAVE_LIBSECRET
+	enum keyring_state ks = keyring_put(a, type, label, value);
+
+	if (ks == KEYRING_FOUND)
+		return 0;
+	perr_set(e, PERR_TEMP, "the keyring is %s", keyring_why(ks));
+#else
+	(void)a;
+	(void)type;
+	(void)label;
+	(void)value;
+	perr_set(e, PERR_TEMP, "postern was built without keyring support");
+#endif
+	return perr_because(e, PERR_CAUSE_SECRET);
 }
 
 void secret_free(struct secret *s)

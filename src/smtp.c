@@ -596,6 +596,13 @@ static void oauth_reason(const struct smtp *s, char *out, size_t cap)
 		log_sanitize(out, cap, s->reply.text, strlen(s->reply.text));
 }
 
+/* The OAuth2 error details say the token itself was refused (Gmail:
+ * {"status":"401",...}; RFC 7628: "invalid_token"): a new one may do. */
+static bool is_token_refusal(const char *why)
+{
+	return strstr(why, "\"status\"") && (strstr(why, "401") || strstr(why, "invalid_token"));
+}
+
 /* PLAIN, XOAUTH2, OAUTHBEARER, EXTERNAL: one line with an initial
  * response.  A 334 (the server's error details for the OAuth mechanisms,
  * RFC 7628 3.2.2) is answered with `on334` so that the final reply
@@ -616,8 +623,7 @@ static int auth_initial(struct smtp *s, enum auth_mech m, const unsigned char *r
 		return -1;
 	if (auth_result(s, e) == 0)
 		return 0;
-	if (strstr(why, "\"status\"") && (strstr(why, "401") || strstr(why, "invalid_token")))
-		e->token_refused = true;
+	e->token_refused = is_token_refusal(why);
 	perr_append(e, "; the server says the OAuth2 token was refused: %s; password_command "
 		    "must print a valid, unexpired access token", why);
 	return -1;
@@ -811,7 +817,8 @@ static size_t auth_payload(struct smtp *s, enum auth_mech m, unsigned char *raw,
 static int can_pipeline_auth(const struct smtp *s, enum auth_mech m)
 {
 	return s->p->pipeline_auth && (s->caps.flags & SMTP_CAP_PIPELINING) &&
-	       (m == AUTH_PLAIN || m == AUTH_EXTERNAL);
+	       (m == AUTH_PLAIN || m == AUTH_EXTERNAL ||
+		(s->p->pipeline_token && (m == AUTH_XOAUTH2 || m == AUTH_OAUTHBEARER)));
 }
 
 /* Queue "AUTH MECH payload" without sending it: it goes out with the
@@ -1295,8 +1302,13 @@ static void auth_reply(struct batch *b)
 	if (auth_result(s, &b->auth) == 0)
 		return;
 	b->auth_failed = 1;
-	if (s->reply.code == 334) /* the server reads our next line as the answer */
+	if (s->reply.code == 334) { /* the server reads our next line as the answer */
+		char why[256];
+
+		oauth_reason(s, why, sizeof why);
+		b->auth.token_refused = is_token_refusal(why);
 		log_event("the server wants an AUTH exchange after an initial response");
+	}
 }
 
 /* Apply one reply to what it answers. */

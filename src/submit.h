@@ -47,6 +47,8 @@ int submit_batch(const struct account *a, struct secret *s, struct submit_job *j
  * connection per account). */
 struct submit_session {
 	const struct account *a;
+	struct secret *s;                /* the caller's; replaced by oauth2_renew */
+	int renewed;                     /* its OAuth2 token was replaced once */
 	struct smtp_params p;
 	struct smtp smtp;
 	int open;                        /* ready for the next batch */

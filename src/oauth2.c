@@ -680,7 +680,7 @@ static int refresh(const struct account *a, const char *path, struct tokens *t,
 			close(lock);
 		return -1;
 	}
-	log_event("OAuth2: the access token of account %s expires soon; refreshing", a->name);
+	log_event("OAuth2: refreshing the access token of account %s", a->name);
 	rc = grant(a, &f, t, why, sizeof why, e);
 	form_free(&f);
 	if (rc == GRANT_OK) {

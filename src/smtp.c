@@ -624,8 +624,8 @@ static int auth_initial(struct smtp *s, enum auth_mech m, const unsigned char *r
 	if (auth_result(s, e) == 0)
 		return 0;
 	e->token_refused = is_token_refusal(why);
-	perr_append(e, "; the server says the OAuth2 token was refused: %s; password_command "
-		    "must print a valid, unexpired access token", why);
+	perr_append(e, "; the server says the OAuth2 token was refused: %s; the token must be "
+		    "valid and unexpired", why);
 	return -1;
 }
 
@@ -1307,7 +1307,10 @@ static void auth_reply(struct batch *b)
 
 		oauth_reason(s, why, sizeof why);
 		b->auth.token_refused = is_token_refusal(why);
-		log_event("the server wants an AUTH exchange after an initial response");
+		if (b->auth.token_refused)
+			perr_set(&b->auth, PERR_AUTH, "the server refused the OAuth2 token: %s", why);
+		else
+			log_event("the server wants an AUTH exchange after an initial response");
 	}
 }
 

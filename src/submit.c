@@ -82,6 +82,8 @@ static void advise(struct perr *e, const struct account *a, unsigned port)
 			       "set tls = implicit (usual on port 465), or run postern --probe");
 	} else if (e->code == 530 && config_port_tls(a, port) == TLS_OFF) {
 		perr_append(e, "; set tls = starttls");
+	} else if (e->token_refused && !a->oauth2) {
+		perr_append(e, "; password_command must print a valid, unexpired access token");
 	} else if (e->kind == PERR_AUTH && e->code >= 500 && !oauth) {
 		perr_append(e, "; check the password for account %s; Gmail and Outlook need an "
 			       "app password or OAuth2 (auth = xoauth2)", a->name);
@@ -232,7 +234,13 @@ static int renew_and_open(struct submit_session *ss, struct perr *e)
 	perr_clear(e);
 	if (oauth2_renew(ss->a, ss->s, e) < 0)
 		return -1;
-	return open_session(&ss->smtp, &ss->p, ss->a, ss->s, 0, e);
+	if (open_session(&ss->smtp, &ss->p, ss->a, ss->s, 0, e) == 0)
+		return 0;
+	if (e->token_refused)
+		perr_append(e, " (a new token too): check that the app registration has the mail "
+			    "permission (SMTP.Send, https://mail.google.com/) and that the mailbox "
+			    "allows SMTP AUTH; see contrib/providers/oauth2.txt");
+	return -1;
 }
 
 /* The messages whose pipelined AUTH met a refused token (and those the

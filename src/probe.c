@@ -27,6 +27,7 @@
 #include "log.h"
 #include "probe.h"
 #include "reply.h"
+#include "oauth2.h"
 #include "secret.h"
 #include "smtp.h"
 #include "submit.h"
@@ -470,12 +471,24 @@ static void check_credentials(struct probe *pr, int i)
 	}
 	fill_params(&sp, pr->a, &sec, &pr->res[i], pr->helo);
 	cr->checked = 1;
-	if (smtp_open(&s, &sp, &e) == 0) {
+	int rc = smtp_open(&s, &sp, &e);
+	/* As a delivery does: an OAuth2 token refused early is replaced once. */
+	if (rc < 0 && e.token_refused && pr->a->oauth2) {
+		smtp_close(&s);
+		if ((rc = oauth2_renew(pr->a, &sec, &e)) == 0) {
+			fill_params(&sp, pr->a, &sec, &pr->res[i], pr->helo);
+			rc = smtp_open(&s, &sp, &e);
+		}
+	}
+	if (rc == 0) {
 		cr->accepted = 1;
 		smtp_quit(&s);
 	} else {
 		cr->kind = e.kind;
-		if (e.kind == PERR_AUTH)
+		if (e.kind == PERR_AUTH && pr->a->oauth2)
+			perr_append(&e, "; run postern --authorize=%s if the token endpoint keeps "
+				    "refusing, or check the app's mail permission", pr->a->name);
+		else if (e.kind == PERR_AUTH)
 			perr_append(&e, "; check the password for account %s; Gmail and Outlook "
 				    "need an app password or OAuth2 (auth = xoauth2)", pr->a->name);
 		str_copy(cr->text, e.text, sizeof cr->text);

@@ -59,7 +59,8 @@ int secret_command(const struct account *a, const char *cmd, const char *key, st
  * get: 0 found (s filled, source SECRET_KEYRING); 1 no such entry; -1
  * the keyring cannot be asked now (no D-Bus session, no libsecret,
  * locked, no answer within the timeout): PERR_TEMP, PERR_CAUSE_SECRET,
- * the text saying which ("the keyring is locked").
+ * the text saying which ("the keyring is locked").  Built without
+ * libsecret: get finds nothing (1), put fails (-1).
  * put: store or replace the entry; 0, or -1 as get. */
 int secret_keyring_get(const struct account *a, const char *type, struct secret *s,
 		       struct perr *e);

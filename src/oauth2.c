@@ -151,9 +151,9 @@ static void tokens_parse(char *buf, struct tokens *t)
 		nl = strchr(line, '\n');
 		if (nl)
 			*nl++ = '\0';
-		if (strncmp(line, "refresh_token=", 14) == 0 && !t->refresh)
+		if (strncmp(line, "refresh_token=", 14) == 0 && line[14] && !t->refresh)
 			t->refresh = xstrdup(line + 14);
-		else if (strncmp(line, "access_token=", 13) == 0 && !t->access)
+		else if (strncmp(line, "access_token=", 13) == 0 && line[13] && !t->access)
 			t->access = xstrdup(line + 13);
 		else if (strncmp(line, "expires_at=", 11) == 0)
 			t->expires = strtoll(line + 11, NULL, 10);
@@ -805,9 +805,12 @@ int oauth2_access_token(const struct account *a, struct secret *s, struct perr *
 		need_authorize(a, "no OAuth2 token is stored", e);
 		return -1;
 	}
+	/* from the keyring: the access token alone while it is fresh (one
+	 * lookup, as for a password), the refresh token too when needed */
 	if (t.refused)
 		rc = refused_line(a, t.refused, e);
-	else if (tokens_from_keyring(a, &t, !fresh(&t), e) < 0)
+	else if (tokens_from_keyring(a, &t, !fresh(&t), e) < 0 ||
+		 (t.keyring && !valid(&t) && !t.refresh && tokens_from_keyring(a, &t, 1, e) < 0))
 		rc = -1;
 	else if (valid(&t))
 		rc = take_access(&t, s);

@@ -75,3 +75,15 @@ long base64_decode(const char *in, size_t n, unsigned char *out, size_t cap)
 	}
 	return (long)o;
 }
+
+size_t base64url_encode(const unsigned char *in, size_t n, char *out)
+{
+	size_t len = base64_encode(in, n, out);
+
+	for (size_t i = 0; i < len; i++)
+		out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
+	while (len && out[len - 1] == '=')
+		len--;
+	out[len] = '\0';
+	return len;
+}

@@ -14,6 +14,10 @@
  * result is NUL-terminated.  Returns its length. */
 size_t base64_encode(const unsigned char *in, size_t n, char *out);
 
+/* base64url without padding (RFC 4648 section 5: PKCE, JWTs): as
+ * base64_encode, with - and _ and no '='.  Returns its length. */
+size_t base64url_encode(const unsigned char *in, size_t n, char *out);
+
 /* Decode in[0..n) (padding required, no whitespace) into out (cap bytes).
  * Returns the decoded length, or -1 when the input is not base64 or does
  * not fit. */

@@ -84,6 +84,10 @@ static const char *const key_names[CFG_KEY_COUNT] = {
 	[CFG_OAUTH2_TOKEN_URL] = "oauth2_token_url",
 	[CFG_OAUTH2_SCOPE] = "oauth2_scope",
 	[CFG_OAUTH2_CA_FILE] = "oauth2_ca_file",
+	[CFG_OAUTH2_DEVICE_URL] = "oauth2_device_url",
+	[CFG_OAUTH2_CLIENT_SECRET_COMMAND] = "oauth2_client_secret_command",
+	[CFG_OAUTH2_KEY_FILE] = "oauth2_key_file",
+	[CFG_OAUTH2_CERT_FILE] = "oauth2_cert_file",
 };
 
 static const char *const oauth2_names[] = { "none", "google", "microsoft", "custom" };
@@ -98,7 +102,9 @@ static const char *const oauth2_flow_names[] = {
 #define GOOGLE_SCOPE "https://mail.google.com/"
 #define MICROSOFT_AUTH_URL "https://login.microsoftonline.com/%s/oauth2/v2.0/authorize"
 #define MICROSOFT_TOKEN_URL "https://login.microsoftonline.com/%s/oauth2/v2.0/token"
+#define MICROSOFT_DEVICE_URL "https://login.microsoftonline.com/%s/oauth2/v2.0/devicecode"
 #define MICROSOFT_SCOPE "https://outlook.office.com/SMTP.Send offline_access"
+#define MICROSOFT_APP_SCOPE "https://outlook.office365.com/.default"
 
 static const char *const tls_names[] = { "starttls", "implicit", "off" };
 
@@ -597,11 +603,18 @@ static int parse_oauth2_key(struct account *a, enum cfg_key k, const char *v, ch
 			return -1;
 		}
 		return set_str(&a->oauth2_tenant, v, why, cap);
-	case CFG_OAUTH2_AUTH_URL: case CFG_OAUTH2_TOKEN_URL:
+	case CFG_OAUTH2_AUTH_URL: case CFG_OAUTH2_TOKEN_URL: case CFG_OAUTH2_DEVICE_URL:
 		if (check_https_url(v, key_names[k], why, cap) < 0)
 			return -1;
-		return set_str(k == CFG_OAUTH2_AUTH_URL ? &a->oauth2_auth_url : &a->oauth2_token_url,
-			       v, why, cap);
+		return set_str(k == CFG_OAUTH2_AUTH_URL ? &a->oauth2_auth_url
+			       : k == CFG_OAUTH2_TOKEN_URL ? &a->oauth2_token_url
+			       : &a->oauth2_device_url, v, why, cap);
+	case CFG_OAUTH2_CLIENT_SECRET_COMMAND:
+		return set_str(&a->oauth2_client_secret_command, v, why, cap);
+	case CFG_OAUTH2_KEY_FILE:
+		return set_path(&a->oauth2_key_file, v, why, cap);
+	case CFG_OAUTH2_CERT_FILE:
+		return set_path(&a->oauth2_cert_file, v, why, cap);
 	case CFG_OAUTH2_SCOPE:
 		return set_str(&a->oauth2_scope, v, why, cap);
 	case CFG_OAUTH2_CA_FILE:
@@ -671,6 +684,8 @@ static int parse_value(struct account *a, enum cfg_key k, const char *v, char *w
 	case CFG_OAUTH2: case CFG_OAUTH2_CLIENT_ID: case CFG_OAUTH2_CLIENT_SECRET:
 	case CFG_OAUTH2_TENANT: case CFG_OAUTH2_FLOW: case CFG_OAUTH2_AUTH_URL:
 	case CFG_OAUTH2_TOKEN_URL: case CFG_OAUTH2_SCOPE: case CFG_OAUTH2_CA_FILE:
+	case CFG_OAUTH2_DEVICE_URL: case CFG_OAUTH2_CLIENT_SECRET_COMMAND:
+	case CFG_OAUTH2_KEY_FILE: case CFG_OAUTH2_CERT_FILE:
 		return parse_oauth2_key(a, k, v, why, cap);
 	default:
 		snprintf(why, cap, "internal: no parser");
@@ -982,6 +997,10 @@ static void account_clear(struct account *a)
 	free(a->oauth2_token_url);
 	free(a->oauth2_scope);
 	free(a->oauth2_ca_file);
+	free(a->oauth2_device_url);
+	free(a->oauth2_client_secret_command);
+	free(a->oauth2_key_file);
+	free(a->oauth2_cert_file);
 	for (k = 0; k < CFG_KEY_COUNT; k++)
 		free(a->origin[k]);
 	memset(a, 0, sizeof(*a));
@@ -1043,6 +1062,12 @@ static void inherit_key(struct account *a, const struct account *d, enum cfg_key
 	case CFG_OAUTH2_TOKEN_URL: dup_field(&a->oauth2_token_url, d->oauth2_token_url); break;
 	case CFG_OAUTH2_SCOPE: dup_field(&a->oauth2_scope, d->oauth2_scope); break;
 	case CFG_OAUTH2_CA_FILE: dup_field(&a->oauth2_ca_file, d->oauth2_ca_file); break;
+	case CFG_OAUTH2_DEVICE_URL: dup_field(&a->oauth2_device_url, d->oauth2_device_url); break;
+	case CFG_OAUTH2_CLIENT_SECRET_COMMAND:
+		dup_field(&a->oauth2_client_secret_command, d->oauth2_client_secret_command);
+		break;
+	case CFG_OAUTH2_KEY_FILE: dup_field(&a->oauth2_key_file, d->oauth2_key_file); break;
+	case CFG_OAUTH2_CERT_FILE: dup_field(&a->oauth2_cert_file, d->oauth2_cert_file); break;
 	default: break;
 	}
 }
@@ -1092,6 +1117,8 @@ static void preset(struct account *a, enum cfg_key k, char **field, const char *
 /* With oauth2 set: the preset's URLs and scope, auth xoauth2 unless
  * oauthbearer was chosen, and the keys a flow needs.  Each error names
  * the key and the fix. */
+static void oauth2_flow_check(struct parse *p, const struct sect *s, struct account *a);
+
 static void oauth2_finish(struct parse *p, const struct sect *s, struct account *a)
 {
 	if (!a->oauth2) {
@@ -1102,6 +1129,13 @@ static void oauth2_finish(struct parse *p, const struct sect *s, struct account 
 	}
 	if (a->oauth2 == OAUTH2_MICROSOFT && !a->oauth2_tenant)
 		a->oauth2_tenant = xstrdup("common");
+	if (a->oauth2_flow == OAUTH2_FLOW_AUTO) {
+		a->oauth2_flow = a->oauth2 == OAUTH2_MICROSOFT ? OAUTH2_FLOW_DEVICE
+				 : a->oauth2 == OAUTH2_CUSTOM && a->oauth2_device_url &&
+				   !a->oauth2_auth_url ? OAUTH2_FLOW_DEVICE : OAUTH2_FLOW_AUTHCODE;
+		free(a->origin[CFG_OAUTH2_FLOW]);
+		a->origin[CFG_OAUTH2_FLOW] = xstrdup("auto: the preset's interactive flow");
+	}
 	if (a->oauth2 == OAUTH2_GOOGLE) {
 		preset(a, CFG_OAUTH2_AUTH_URL, &a->oauth2_auth_url, GOOGLE_AUTH_URL);
 		preset(a, CFG_OAUTH2_TOKEN_URL, &a->oauth2_token_url, GOOGLE_TOKEN_URL);
@@ -1113,7 +1147,11 @@ static void oauth2_finish(struct parse *p, const struct sect *s, struct account 
 		preset(a, CFG_OAUTH2_AUTH_URL, &a->oauth2_auth_url, url);
 		snprintf(url, sizeof url, MICROSOFT_TOKEN_URL, a->oauth2_tenant);
 		preset(a, CFG_OAUTH2_TOKEN_URL, &a->oauth2_token_url, url);
-		preset(a, CFG_OAUTH2_SCOPE, &a->oauth2_scope, MICROSOFT_SCOPE);
+		snprintf(url, sizeof url, MICROSOFT_DEVICE_URL, a->oauth2_tenant);
+		preset(a, CFG_OAUTH2_DEVICE_URL, &a->oauth2_device_url, url);
+		preset(a, CFG_OAUTH2_SCOPE, &a->oauth2_scope,
+		       a->oauth2_flow == OAUTH2_FLOW_CLIENT_CREDENTIALS ? MICROSOFT_APP_SCOPE
+		       : MICROSOFT_SCOPE);
 	}
 	if (a->auth == AUTH_AUTO) {
 		a->auth = AUTH_XOAUTH2;
@@ -1125,19 +1163,52 @@ static void oauth2_finish(struct parse *p, const struct sect *s, struct account 
 		     auth_names[a->auth]);
 		return;
 	}
-	if (a->oauth2_flow > OAUTH2_FLOW_AUTHCODE) {
-		fail(p, s->line, "account [%s]: oauth2_flow = %s is not built yet in this "
-		     "version of postern; use oauth2_flow = authcode (postern --authorize=%s)",
-		     a->name, oauth2_flow_names[a->oauth2_flow], a->name);
+	oauth2_flow_check(p, s, a);
+}
+
+/* The keys the account's flow needs, each error naming the key and the
+ * fix. */
+static void oauth2_flow_check(struct parse *p, const struct sect *s, struct account *a)
+{
+	const char *flow = oauth2_flow_names[a->oauth2_flow];
+
+	if (a->oauth2_flow == OAUTH2_FLOW_SERVICE_ACCOUNT) {
+		if (a->oauth2 == OAUTH2_MICROSOFT)
+			fail(p, s->line, "account [%s]: oauth2_flow = service_account is Google's; "
+			     "for Microsoft use oauth2_flow = client_credentials", a->name);
+		else if (!a->oauth2_key_file)
+			fail(p, s->line, "account [%s] has oauth2_flow = service_account but no "
+			     "oauth2_key_file; set it to the service account's JSON key file",
+			     a->name);
+		else if (!a->oauth2_token_url)
+			fail(p, s->line, "account [%s] has oauth2 = custom but no "
+			     "oauth2_token_url; add it", a->name);
+		else if (!a->user || !*a->user)
+			fail(p, s->line, "account [%s] has oauth2_flow = service_account but no "
+			     "user; set user = the mailbox the service account sends as", a->name);
 		return;
 	}
 	if (!a->oauth2_client_id || !*a->oauth2_client_id)
 		fail(p, s->line, "account [%s] has oauth2 = %s but no oauth2_client_id; add the "
 		     "client id of your app registration (see contrib/providers/)", a->name,
 		     oauth2_names[a->oauth2]);
-	else if (!a->oauth2_auth_url || !a->oauth2_token_url)
-		fail(p, s->line, "account [%s] has oauth2 = custom but no %s; add it", a->name,
-		     !a->oauth2_auth_url ? "oauth2_auth_url" : "oauth2_token_url");
+	else if (a->oauth2_flow == OAUTH2_FLOW_CLIENT_CREDENTIALS && a->oauth2 == OAUTH2_GOOGLE)
+		fail(p, s->line, "account [%s]: Google has no client credentials grant for mail; "
+		     "use oauth2_flow = service_account", a->name);
+	else if (a->oauth2_flow == OAUTH2_FLOW_CLIENT_CREDENTIALS && a->oauth2_key_file &&
+		 !a->oauth2_client_secret && !a->oauth2_client_secret_command &&
+		 !a->oauth2_cert_file)
+		fail(p, s->line, "account [%s] has oauth2_key_file but no oauth2_cert_file; the "
+		     "client assertion names the certificate: set oauth2_cert_file", a->name);
+	else if (a->oauth2_flow == OAUTH2_FLOW_DEVICE && !a->oauth2_device_url)
+		fail(p, s->line, "account [%s] has oauth2_flow = device but no "
+		     "oauth2_device_url; add it", a->name);
+	else if (a->oauth2_flow == OAUTH2_FLOW_AUTHCODE && !a->oauth2_auth_url)
+		fail(p, s->line, "account [%s] has oauth2_flow = %s but no oauth2_auth_url; add it",
+		     a->name, flow);
+	else if (!a->oauth2_token_url)
+		fail(p, s->line, "account [%s] has oauth2 = custom but no oauth2_token_url; add it",
+		     a->name);
 	else if (!a->user || !*a->user)
 		fail(p, s->line, "account [%s] has oauth2 = %s but no user; set user = the "
 		     "mailbox address the token is for", a->name, oauth2_names[a->oauth2]);
@@ -1588,6 +1659,10 @@ static const char *value_text(const struct config *cfg, const struct account *a,
 	case CFG_OAUTH2_TOKEN_URL: return a->oauth2_token_url;
 	case CFG_OAUTH2_SCOPE: return a->oauth2_scope;
 	case CFG_OAUTH2_CA_FILE: return a->oauth2_ca_file;
+	case CFG_OAUTH2_DEVICE_URL: return a->oauth2_device_url;
+	case CFG_OAUTH2_CLIENT_SECRET_COMMAND: return a->oauth2_client_secret_command;
+	case CFG_OAUTH2_KEY_FILE: return a->oauth2_key_file;
+	case CFG_OAUTH2_CERT_FILE: return a->oauth2_cert_file;
 	default: return NULL;
 	}
 }

@@ -19,7 +19,8 @@ enum cfg_key {
 	CFG_LOG, CFG_ALIASES, CFG_ACCOUNT,
 	CFG_OAUTH2, CFG_OAUTH2_CLIENT_ID, CFG_OAUTH2_CLIENT_SECRET, CFG_OAUTH2_TENANT,
 	CFG_OAUTH2_FLOW, CFG_OAUTH2_AUTH_URL, CFG_OAUTH2_TOKEN_URL, CFG_OAUTH2_SCOPE,
-	CFG_OAUTH2_CA_FILE,
+	CFG_OAUTH2_CA_FILE, CFG_OAUTH2_DEVICE_URL, CFG_OAUTH2_CLIENT_SECRET_COMMAND,
+	CFG_OAUTH2_KEY_FILE, CFG_OAUTH2_CERT_FILE,
 	CFG_KEY_COUNT
 };
 
@@ -28,8 +29,8 @@ enum cfg_key {
 /* oauth2 = ...: who issues the account's tokens (SPEC 10). */
 enum oauth2_provider { OAUTH2_NONE = 0, OAUTH2_GOOGLE, OAUTH2_MICROSOFT, OAUTH2_CUSTOM };
 
-/* oauth2_flow = ...: how a token is obtained.  Only auto and authcode are
- * built; the others are refused with "not built yet" (EX_CONFIG). */
+/* oauth2_flow = ...: how a token is obtained.  After loading, auto is
+ * replaced by the preset's flow (microsoft: device; else authcode). */
 enum oauth2_flow {
 	OAUTH2_FLOW_AUTO = 0, OAUTH2_FLOW_AUTHCODE, OAUTH2_FLOW_DEVICE,
 	OAUTH2_FLOW_CLIENT_CREDENTIALS, OAUTH2_FLOW_SERVICE_ACCOUNT,
@@ -72,6 +73,12 @@ struct account {
 	enum oauth2_flow oauth2_flow;
 	char *oauth2_auth_url, *oauth2_token_url, *oauth2_scope;
 	char *oauth2_ca_file;           /* NULL: the system store */
+	char *oauth2_device_url;        /* device authorization endpoint */
+	char *oauth2_client_secret_command; /* prints the app's client secret */
+	char *oauth2_key_file;          /* PEM private key (client_credentials with a
+					   certificate) or a Google service-account
+					   JSON key (service_account) */
+	char *oauth2_cert_file;         /* PEM certificate of that key (x5t) */
 	/* Where each value came from: "~/.smtprc:12 [work]",
 	 * "~/.smtprc:3 [defaults]" or "built-in default". */
 	char *origin[CFG_KEY_COUNT];

@@ -4,6 +4,8 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <openssl/rand.h>
 #include <limits.h>
 #include <stdio.h>
@@ -35,6 +37,35 @@ int crypto_sha256(const void *p, size_t n, unsigned char out[32])
 	if (EVP_Digest(p, n, out, &len, EVP_sha256(), NULL) != 1 || len != 32)
 		return -1;
 	return 0;
+}
+
+int crypto_sign_rs256(const char *pem, size_t pemlen, const void *data, size_t n,
+		      unsigned char *sig, size_t *siglen)
+{
+	BIO *bio = BIO_new_mem_buf(pem, pemlen <= INT_MAX ? (int)pemlen : -1);
+	EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+	EVP_MD_CTX *ctx = key ? EVP_MD_CTX_new() : NULL;
+	int ok = ctx && EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA &&
+		 (size_t)EVP_PKEY_get_size(key) <= *siglen &&
+		 EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key) == 1 &&
+		 EVP_DigestSign(ctx, sig, siglen, data, n) == 1;
+
+	EVP_MD_CTX_free(ctx);
+	EVP_PKEY_free(key);
+	BIO_free(bio);
+	return ok ? 0 : -1;
+}
+
+int crypto_cert_sha1(const char *pem, size_t pemlen, unsigned char out[20])
+{
+	BIO *bio = BIO_new_mem_buf(pem, pemlen <= INT_MAX ? (int)pemlen : -1);
+	X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+	unsigned int len = 0;
+	int ok = x && X509_digest(x, EVP_sha1(), out, &len) == 1 && len == 20;
+
+	X509_free(x);
+	BIO_free(bio);
+	return ok ? 0 : -1;
 }
 
 int crypto_random(void *buf, size_t n)

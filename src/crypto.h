@@ -21,6 +21,19 @@ void crypto_sha256_hex(const struct crypto_part *parts, size_t n, char out[65]);
  * digest could be had. */
 int crypto_sha256(const void *p, size_t n, unsigned char out[32]);
 
+/* An RS256 signature (RSASSA-PKCS1-v1_5 with SHA-256, RFC 7518 3.3) of
+ * data with the RSA private key in pem (an unencrypted PEM block, PKCS#1
+ * or PKCS#8): 0 with *siglen set, or -1 when the key cannot be read, is
+ * not RSA, or its signature would not fit *siglen bytes.  For the JWTs
+ * of OAuth2's unattended flows. */
+#define CRYPTO_SIG_MAX 1024 /* an 8192-bit key */
+int crypto_sign_rs256(const char *pem, size_t pemlen, const void *data, size_t n,
+		      unsigned char *sig, size_t *siglen);
+
+/* The SHA-1 of the DER form of the first certificate in pem (the x5t a
+ * client assertion carries): 0, or -1 when there is none. */
+int crypto_cert_sha1(const char *pem, size_t pemlen, unsigned char out[20]);
+
 /* n bytes from OpenSSL's CSPRNG: 0, or -1 when it cannot give them. */
 int crypto_random(void *buf, size_t n);
 

@@ -14,6 +14,7 @@ void perr_clear(struct perr *e)
 	e->kind = PERR_NONE;
 	e->cause = PERR_CAUSE_NONE;
 	e->timed_out = false;
+	e->token_refused = false;
 	e->code = 0;
 	e->enhanced[0] = '\0';
 	e->text[0] = '\0';

@@ -75,6 +75,9 @@ struct perr {
 	enum perr_kind kind;
 	enum perr_cause cause;
 	bool timed_out;     /* a deadline passed (connect, a reply) */
+	bool token_refused; /* the server refused an OAuth2 access token with a
+			       334 error challenge ({"status":"401"}): a new
+			       token may be accepted (submit.c retries once) */
 	int code;           /* SMTP reply code, 0 if none */
 	char enhanced[16];  /* enhanced status code "5.7.8", "" if none */
 	char text[PERR_TEXT_MAX];

@@ -257,6 +257,7 @@ static int do_check(const struct cli *c)
 	if (!a)
 		return fail(&e);
 	config_print(&cfg, a, stdout);
+	oauth2_print_state(a, stdout);
 	rc = check_account(a, stdout, notice, &e);
 	config_free(&cfg);
 	return rc < 0 ? fail(&e) : EX_OK;

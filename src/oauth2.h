@@ -13,7 +13,12 @@
  * /var/lib/postern/oauth2 for root.  It is written atomically (temporary
  * file, fsync, rename, directory fsync; mode 0600) and refused on read
  * unless it is a regular file owned by the caller and not accessible to
- * group or others.  (The keyring as a store is not built yet.)
+ * group or others.  After --authorize with a reachable keyring the tokens
+ * themselves are in the keyring (entries with the password's attributes
+ * plus type = oauth2-refresh / oauth2-access) and the file holds only
+ * store=keyring, the expiry and any refusal; without one, the file holds
+ * them.  The unattended flows (client_credentials, service_account) keep
+ * only the access token, in the file.
  *
  * Tokens never reach argv, a child's environment, -v output, a log or an
  * error text, and are wiped after use. */
@@ -49,6 +54,13 @@
  *   the file unsafe (mode, owner, type): PERR_CONFIG naming the fix. */
 int oauth2_access_token(const struct account *a, struct secret *s, struct perr *e);
 
+/* The server refused the access token in s although it had not expired
+ * by the clock (XOAUTH2's 334 {"status":"401"}: revoked, or expired
+ * early): forget it in the cache, free s, and get a new one into s as
+ * oauth2_access_token does (a refresh, or the unattended grant).  Called
+ * once per submission: a second refusal is refused credentials. */
+int oauth2_renew(const struct account *a, struct secret *s, struct perr *e);
+
 /* postern --authorize: run the authorization code flow for a and store
  * the tokens.  Progress and the URL go to err.  Exit-code kinds:
  * 0 stored; PERR_AUTH (77) state mismatch, an error in the redirect, or
@@ -56,6 +68,12 @@ int oauth2_access_token(const struct account *a, struct secret *s, struct perr *
  * within the wait, or the token endpoint unreachable; PERR_CONFIG (78)
  * the account has no oauth2; PERR_IO (74) the file cannot be written. */
 int oauth2_authorize(const struct account *a, FILE *err, struct perr *e);
+
+/* --check: the account's OAuth2 state — its flow, where the refresh
+ * token is (the keyring or the file's path), until when the cached access
+ * token is valid, a refusal — from the file alone (no keyring, no
+ * network); never a token. */
+void oauth2_print_state(const struct account *a, FILE *out);
 
 /* The token file's path for an account, into buf; -1 with e filled when
  * no directory can be found or the account name is not a file name. */

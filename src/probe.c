@@ -33,6 +33,7 @@
 #include "log.h"
 #include "probe.h"
 #include "reply.h"
+#include "oauth2.h"
 #include "secret.h"
 #include "smtp.h"
 #include "submit.h"
@@ -461,7 +462,17 @@ static int check_session(struct probe *pr, int i, struct perr *e)
 	fill_params(&sp, pr->a, cr->needed ? &sec : NULL, p->port, p->mode, pr->helo);
 	sp.observer = &ob;
 	cr->checked = cr->needed;
-	if (smtp_open(&s, &sp, e) == 0) {
+	rc = smtp_open(&s, &sp, e);
+	/* As a delivery does: an OAuth2 token refused early is replaced once. */
+	if (rc < 0 && e->token_refused && pr->a->oauth2 && cr->needed) {
+		smtp_close(&s);
+		if ((rc = oauth2_renew(pr->a, &sec, e)) == 0) {
+			fill_params(&sp, pr->a, &sec, p->port, p->mode, pr->helo);
+			sp.observer = &ob;
+			rc = smtp_open(&s, &sp, e);
+		}
+	}
+	if (rc == 0) {
 		cr->accepted = cr->needed;
 		if (i != pr->used) {
 			rc = 0;

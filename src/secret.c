@@ -250,16 +250,17 @@ static void describe_exit(const struct cmd_run *r, int status, size_t outlen, ch
 /* The command failed, or printed nothing: the secret cannot be had now
  * (gpg or pass cannot unlock under cron), which is temporary: the message
  * is queued and a later run, with the agent unlocked, sends it. */
-static int unavailable(const struct account *a, const char *what, const char *how,
-		       struct perr *e)
+static int unavailable(const struct account *a, const char *key, const char *what,
+		       const char *how, struct perr *e)
 {
-	perr_set(e, PERR_TEMP, "password_command for account %s %s (%s); the secret is "
-		 "unavailable for now: run the command by hand to see why", a->name, what, how);
+	perr_set(e, PERR_TEMP, "%s for account %s %s (%s); the secret is "
+		 "unavailable for now: run the command by hand to see why", key, a->name, what,
+		 how);
 	return perr_because(e, PERR_CAUSE_SECRET);
 }
 
-static int cmd_result(const struct account *a, int status, const struct cmd_run *r,
-		      struct secret *s, struct perr *e)
+static int cmd_result(const struct account *a, const char *key, int status,
+		      const struct cmd_run *r, struct secret *s, struct perr *e)
 {
 	char how[ERRLINE_MAX * 4 + 64];
 	size_t n = 0, first;
@@ -271,24 +272,20 @@ static int cmd_result(const struct account *a, int status, const struct cmd_run 
 		n--;
 	describe_exit(r, status, n, how, sizeof how);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return unavailable(a, "failed", how, e);
+		return unavailable(a, key, "failed", how, e);
 	if (n == 0)
-		return unavailable(a, "printed nothing", how, e);
+		return unavailable(a, key, "printed nothing", how, e);
 	if (first > SECRET_MAX)
-		return perr_set(e, PERR_CONFIG,
-				"password_command for account %s printed a line "
-				"longer than %d bytes",
-				a->name, SECRET_MAX);
+		return perr_set(e, PERR_CONFIG, "%s for account %s printed a line longer than "
+				"%d bytes", key, a->name, SECRET_MAX);
 	if (memchr(r->buf, '\0', n))
-		return perr_set(e, PERR_CONFIG,
-				"password_command for account %s printed a NUL "
-				"byte",
+		return perr_set(e, PERR_CONFIG, "%s for account %s printed a NUL byte", key,
 				a->name);
 	take(s, r->buf, n, SECRET_COMMAND);
 	return 0;
 }
 
-static int start_command(const struct account *a, struct cmd_run *r, struct perr *e)
+static int start_command(const char *cmd, const char *key, struct cmd_run *r, struct perr *e)
 {
 	int po[2], pe[2];
 
@@ -302,13 +299,13 @@ static int start_command(const struct account *a, struct cmd_run *r, struct perr
 	r->own_group = !tty_foreground();
 	r->pid = fork();
 	if (r->pid == 0)
-		child_exec(a->password_command, po[1], pe[1], r->own_group);
+		child_exec(cmd, po[1], pe[1], r->own_group);
 	close(po[1]);
 	close(pe[1]);
 	if (r->pid < 0) {
 		close(po[0]);
 		close(pe[0]);
-		return perr_set(e, PERR_OS, "cannot start password_command: %s", strerror(errno));
+		return perr_set(e, PERR_OS, "cannot start %s: %s", key, strerror(errno));
 	}
 	if (r->own_group)
 		setpgid(r->pid, r->pid);
@@ -319,14 +316,16 @@ static int start_command(const struct account *a, struct cmd_run *r, struct perr
 	return 0;
 }
 
-static int run_command(const struct account *a, struct secret *s, struct perr *e)
+int secret_command(const struct account *a, const char *cmd, const char *key, struct secret *s,
+		   struct perr *e)
 {
 	int timeout = a->timeout > 0 ? a->timeout : DEFAULT_TIMEOUT_S;
 	int64_t deadline = mono_ms() + (int64_t)timeout * 1000;
 	struct cmd_run r = {.out = -1, .err = -1};
 	int status, rc;
 
-	if (start_command(a, &r, e) < 0)
+	memset(s, 0, sizeof *s);
+	if (start_command(cmd, key, &r, e) < 0)
 		return -1;
 	r.buf = xmalloc(SECRET_MAX + 2);
 	status = wait_exit(&r, deadline);
@@ -336,12 +335,12 @@ static int run_command(const struct account *a, struct secret *s, struct perr *e
 		close(r.err);
 	if (status == -1) {
 		rc = perr_set(e, PERR_TEMP,
-			      "password_command for account %s did not finish within %d s; "
-			      "the secret is unavailable for now: check the command, or raise "
-			      "timeout", a->name, timeout);
+			      "%s for account %s did not finish within %d s; the secret is "
+			      "unavailable for now: check the command, or raise timeout", key,
+			      a->name, timeout);
 		perr_because(e, PERR_CAUSE_SECRET);
 	} else {
-		rc = cmd_result(a, status, &r, s, e);
+		rc = cmd_result(a, key, status, &r, s, e);
 	}
 	wipe(r.buf, SECRET_MAX + 2);
 	wipe(r.errline, sizeof r.errline);
@@ -370,6 +369,7 @@ static const SecretSchema postern_schema = {
 	{"host", SECRET_SCHEMA_ATTRIBUTE_STRING},
 	{"service", SECRET_SCHEMA_ATTRIBUTE_STRING},
 	{"user", SECRET_SCHEMA_ATTRIBUTE_STRING},
+	{"type", SECRET_SCHEMA_ATTRIBUTE_STRING}, /* postern's OAuth2 entries */
 	{NULL, 0},
     },
     0,
@@ -413,6 +413,8 @@ static int session_bus(void)
 	X(secret_value_get)                                                                        \
 	X(secret_value_unref)                                                                      \
 	X(secret_password_store_sync)                                                              \
+	X(secret_item_get_attributes)                                                              \
+	X(g_hash_table_lookup)                                                                     \
 	X(g_clear_error)                                                                           \
 	X(g_list_free_full)                                                                        \
 	X(g_hash_table_unref)                                                                      \
@@ -519,10 +521,28 @@ static void watchdog_stop(struct watchdog *w)
 	lib.g_mutex_clear(&w->lock);
 }
 
+/* The first entry found whose type attribute is type, or, with type NULL,
+ * that has none (a password: postern's typed OAuth2 entries share its
+ * host, service and user). */
+static enum keyring_state first_of(GList *items, const char *type, struct secret *s)
+{
+	for (GList *i = items; i; i = i->next) {
+		GHashTable *attrs = lib.secret_item_get_attributes(i->data);
+		const char *t = attrs ? lib.g_hash_table_lookup(attrs, "type") : NULL;
+		int match = type ? t && strcmp(t, type) == 0 : !t;
+
+		if (attrs)
+			lib.g_hash_table_unref(attrs);
+		if (match)
+			return item_secret(i->data, s);
+	}
+	return KEYRING_MISSING;
+}
+
 /* Search without unlocking: a locked keyring would prompt, and a prompt
  * nobody sees would hang a cron job.  Bounded by KEYRING_TIMEOUT_S. */
-static enum keyring_state keyring_search(const struct account *a, struct secret *s,
-					 GCancellable *cancel)
+static enum keyring_state keyring_search(const struct account *a, const char *type,
+					 struct secret *s, GCancellable *cancel)
 {
 	enum keyring_state st = KEYRING_MISSING;
 	SecretService *svc;
@@ -535,14 +555,17 @@ static enum keyring_state keyring_search(const struct account *a, struct secret 
 		lib.g_clear_error(&err);
 		return KEYRING_ERROR;
 	}
-	attrs = lib.secret_attributes_build(&postern_schema, "host", a->host, "service", "smtp",
-					    "user", a->user, NULL);
+	attrs = type ? lib.secret_attributes_build(&postern_schema, "host", a->host, "service",
+						   "smtp", "user", a->user, "type", type, NULL)
+		     : lib.secret_attributes_build(&postern_schema, "host", a->host, "service",
+						   "smtp", "user", a->user, NULL);
 	items = lib.secret_service_search_sync(svc, &postern_schema, attrs,
-					       SECRET_SEARCH_LOAD_SECRETS, cancel, &err);
+					       SECRET_SEARCH_ALL | SECRET_SEARCH_LOAD_SECRETS,
+					       cancel, &err);
 	if (err)
 		st = KEYRING_ERROR;
 	else if (items)
-		st = item_secret(items->data, s);
+		st = first_of(items, type, s);
 	lib.g_clear_error(&err);
 	lib.g_list_free_full(items, lib.g_object_unref);
 	lib.g_hash_table_unref(attrs);
@@ -550,9 +573,14 @@ static enum keyring_state keyring_search(const struct account *a, struct secret 
 	return st;
 }
 
-static enum keyring_state keyring_lookup(const struct account *a, struct secret *s)
+static int keyring_seconds(const struct account *a)
 {
-	int t = a->timeout > 0 && a->timeout < KEYRING_TIMEOUT_S ? a->timeout : KEYRING_TIMEOUT_S;
+	return a->timeout > 0 && a->timeout < KEYRING_TIMEOUT_S ? a->timeout : KEYRING_TIMEOUT_S;
+}
+
+static enum keyring_state keyring_lookup(const struct account *a, const char *type,
+					 struct secret *s)
+{
 	struct watchdog w;
 	enum keyring_state st;
 
@@ -560,10 +588,31 @@ static enum keyring_state keyring_lookup(const struct account *a, struct secret 
 		return KEYRING_NO_SESSION;
 	if (!lib_load())
 		return KEYRING_NO_LIBRARY;
-	watchdog_start(&w, t);
-	st = keyring_search(a, s, w.cancel);
+	watchdog_start(&w, keyring_seconds(a));
+	st = keyring_search(a, type, s, w.cancel);
 	watchdog_stop(&w);
 	return st;
+}
+
+/* Store (replace) the entry of this type, bounded like a lookup. */
+static enum keyring_state keyring_put(const struct account *a, const char *type,
+				      const char *label, const char *value)
+{
+	struct watchdog w;
+	GError *err = NULL;
+	gboolean ok;
+
+	if (!session_bus())
+		return KEYRING_NO_SESSION;
+	if (!lib_load())
+		return KEYRING_NO_LIBRARY;
+	watchdog_start(&w, keyring_seconds(a));
+	ok = lib.secret_password_store_sync(&postern_schema, SECRET_COLLECTION_DEFAULT, label,
+					    value, w.cancel, &err, "host", a->host, "service",
+					    "smtp", "user", a->user, "type", type, NULL);
+	watchdog_stop(&w);
+	lib.g_clear_error(&err);
+	return ok ? KEYRING_FOUND : KEYRING_ERROR;
 }
 #endif
 
@@ -668,12 +717,12 @@ int secret_resolve(const struct account *a, struct secret *s, struct perr *e)
 	if (a->oauth2) /* the secret is the access token (SPEC 10) */
 		return oauth2_access_token(a, s, e);
 	if (a->password_command && *a->password_command)
-		return run_command(a, s, e);
+		return secret_command(a, a->password_command, "password_command", s, e);
 	if (a->password_credential)
 		return read_credential(a, s, e);
 #ifdef HAVE_LIBSECRET
 	if (a->host && a->user) {
-		ks = keyring_lookup(a, s);
+		ks = keyring_lookup(a, NULL, s);
 		if (ks == KEYRING_FOUND)
 			return 0;
 	}
@@ -725,6 +774,58 @@ int secret_store(const struct account *a, const char *value, struct perr *e)
 			"password_command for account %s instead",
 			a->name);
 #endif
+}
+
+#ifdef HAVE_LIBSECRET
+static const char *keyring_why(enum keyring_state ks)
+{
+	switch (ks) {
+	case KEYRING_NO_SESSION: return "not reachable (no D-Bus session)";
+	case KEYRING_NO_LIBRARY: return "not reachable (" LIBSECRET_SONAME " cannot be loaded)";
+	case KEYRING_LOCKED: return "locked";
+	default: return "not reachable (no Secret Service answered)";
+	}
+}
+#endif
+
+int secret_keyring_get(const struct account *a, const char *type, struct secret *s,
+		       struct perr *e)
+{
+	memset(s, 0, sizeof *s);
+#ifdef HAVE_LIBSECRET
+	enum keyring_state ks = keyring_lookup(a, type, s);
+
+	if (ks == KEYRING_FOUND)
+		return 0;
+	if (ks == KEYRING_MISSING)
+		return 1;
+	perr_set(e, PERR_TEMP, "the keyring is %s", keyring_why(ks));
+#else
+	(void)a;
+	(void)type;
+	(void)e;
+	return 1; /* no keyring: no entry */
+#endif
+	return perr_because(e, PERR_CAUSE_SECRET);
+}
+
+int secret_keyring_put(const struct account *a, const char *type, const char *label,
+		       const char *value, struct perr *e)
+{
+#ifdef HAVE_LIBSECRET
+	enum keyring_state ks = keyring_put(a, type, label, value);
+
+	if (ks == KEYRING_FOUND)
+		return 0;
+	perr_set(e, PERR_TEMP, "the keyring is %s", keyring_why(ks));
+#else
+	(void)a;
+	(void)type;
+	(void)label;
+	(void)value;
+	perr_set(e, PERR_TEMP, "postern was built without keyring support");
+#endif
+	return perr_because(e, PERR_CAUSE_SECRET);
 }
 
 void secret_free(struct secret *s)

@@ -52,6 +52,28 @@ int secret_needed(const struct account *a);
  * one. */
 int secret_resolve(const struct account *a, struct secret *s, struct perr *e);
 
+/* Run cmd (the value of the key named key, for messages) as
+ * password_command is run, and take its first output line: the same
+ * rules, bounds and errors (PERR_TEMP with PERR_CAUSE_SECRET when the
+ * secret cannot be had now).  For OAuth2 app secrets. */
+int secret_command(const struct account *a, const char *cmd, const char *key, struct secret *s,
+		   struct perr *e);
+
+/* postern's own keyring entries beside the password (SPEC 10): the
+ * password's attributes (host, service = smtp, user) plus type =
+ * "oauth2-refresh", "oauth2-access" or "oauth2-client-secret".  A lookup
+ * for a password skips entries that have a type.
+ * get: 0 found (s filled, source SECRET_KEYRING); 1 no such entry; -1
+ * the keyring cannot be asked now (no D-Bus session, no libsecret,
+ * locked, no answer within the timeout): PERR_TEMP, PERR_CAUSE_SECRET,
+ * the text saying which ("the keyring is locked").  Built without
+ * libsecret: get finds nothing (1), put fails (-1).
+ * put: store or replace the entry; 0, or -1 as get. */
+int secret_keyring_get(const struct account *a, const char *type, struct secret *s,
+		       struct perr *e);
+int secret_keyring_put(const struct account *a, const char *type, const char *label,
+		       const char *value, struct perr *e);
+
 /* Store value in the keyring for this account (--set-password). */
 int secret_store(const struct account *a, const char *value, struct perr *e);
 

@@ -199,7 +199,7 @@ static long challenge(const struct smtp *s, unsigned char *out, size_t cap)
 /* The error details of an OAuth2 334 challenge (base64 JSON such as
  * {"status":"401","schemes":"bearer"}), decoded and sanitised for the
  * error line; the raw text when it is not base64. */
-static void oauth_reason(const struct smtp *s, char *out, size_t cap)
+void smtp_oauth_reason(const struct smtp *s, char *out, size_t cap)
 {
 	unsigned char raw[REPLY_TEXT_MAX];
 	long n = challenge(s, raw, sizeof raw);
@@ -208,6 +208,13 @@ static void oauth_reason(const struct smtp *s, char *out, size_t cap)
 		log_sanitize(out, cap, (const char *)raw, (size_t)n);
 	else
 		log_sanitize(out, cap, s->reply.text, strlen(s->reply.text));
+}
+
+/* The OAuth2 error details say the token itself was refused (Gmail:
+ * {"status":"401",...}; RFC 7628: "invalid_token"): a new one may do. */
+bool smtp_is_token_refusal(const char *why)
+{
+	return strstr(why, "\"status\"") && (strstr(why, "401") || strstr(why, "invalid_token"));
 }
 
 /* PLAIN, XOAUTH2, OAUTHBEARER, EXTERNAL: one line with an initial
@@ -225,11 +232,12 @@ static int auth_initial(struct smtp *s, enum auth_mech m, const unsigned char *r
 		return -1;
 	if (s->reply.code != 334 || !on334)
 		return smtp_auth_result(s, e);
-	oauth_reason(s, why, sizeof why);
+	smtp_oauth_reason(s, why, sizeof why);
 	if (smtp_cmd(s, e, "%s", on334) < 0 || smtp_transact(s, ST_AUTH, e) < 0)
 		return -1;
 	if (smtp_auth_result(s, e) == 0)
 		return 0;
+	e->token_refused = smtp_is_token_refusal(why);
 	perr_append(e, " (the server's details: %s)", why); /* hint.c appends the fix */
 	return -1;
 }
@@ -420,11 +428,13 @@ static size_t auth_payload(struct smtp *s, enum auth_mech m, unsigned char *raw,
 /* RFC 4954 section 4: AUTH may be followed by other commands in one
  * flight only with an initial response, a mechanism that completes in one
  * round trip, and no security layer: PLAIN and EXTERNAL.  XOAUTH2 and
- * OAUTHBEARER answer a bad token with a 334 challenge, so they wait. */
+ * OAUTHBEARER answer a bad token with a 334 challenge, so they wait
+ * unless the caller asks for pipeline_token (see smtp_params.h). */
 static int can_pipeline_auth(const struct smtp *s, enum auth_mech m)
 {
 	return s->p->pipeline_auth && (s->caps.flags & SMTP_CAP_PIPELINING) &&
-	       (m == AUTH_PLAIN || m == AUTH_EXTERNAL);
+	       (m == AUTH_PLAIN || m == AUTH_EXTERNAL ||
+		(s->p->pipeline_token && (m == AUTH_XOAUTH2 || m == AUTH_OAUTHBEARER)));
 }
 
 /* Queue "AUTH MECH payload" without sending it: it goes out with the

@@ -159,8 +159,16 @@ static void auth_reply(struct batch *b)
 	if (smtp_auth_result(s, &b->auth) == 0)
 		return;
 	b->auth_failed = 1;
-	if (s->reply.code == 334) /* the server reads our next line as the answer */
-		log_event("the server wants an AUTH exchange after an initial response");
+	if (s->reply.code == 334) { /* the server reads our next line as the answer */
+		char why[256];
+
+		smtp_oauth_reason(s, why, sizeof why);
+		b->auth.token_refused = smtp_is_token_refusal(why);
+		if (b->auth.token_refused)
+			perr_set(&b->auth, PERR_AUTH, "the server refused the OAuth2 token: %s", why);
+		else
+			log_event("the server wants an AUTH exchange after an initial response");
+	}
 }
 
 /* Apply one reply to what it answers. */

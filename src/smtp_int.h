@@ -5,6 +5,7 @@
 #ifndef POSTERN_SMTP_INT_H
 #define POSTERN_SMTP_INT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "body.h"
@@ -79,6 +80,10 @@ void smtp_parse_mechs(struct smtp_caps *caps, const char *p);
 int smtp_authenticate(struct smtp *s, struct perr *e);
 /* The verdict on s->reply as the final reply to AUTH: 0 for 235. */
 int smtp_auth_result(struct smtp *s, struct perr *e);
+/* The error details of an OAuth2 334 challenge, decoded and sanitised. */
+void smtp_oauth_reason(const struct smtp *s, char *out, size_t cap);
+/* Those details say the token itself was refused: a new one may do. */
+bool smtp_is_token_refusal(const char *why);
 
 /* ---- one transaction (smtp_txn.c) ---- */
 

@@ -80,6 +80,13 @@ struct smtp_params {
 	 * then returns before its reply, which the next smtp_send_batch (or
 	 * smtp_send) reads first.  0: smtp_open waits for 235 (--probe). */
 	int pipeline_auth;
+	/* 1: XOAUTH2 and OAUTHBEARER go pipelined too (an access token that
+	 * is valid by the clock succeeds in one round trip, as PLAIN does).
+	 * If the server refuses it with a 334 error challenge it reads the
+	 * next command as the answer and fails the AUTH: no message byte
+	 * goes out before AUTH is accepted, and the messages' error carries
+	 * token_refused, so the caller can try again with a new token. */
+	int pipeline_token;
 	const struct smtp_observer *observer;   /* NULL: none */
 };
 

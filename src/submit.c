@@ -10,6 +10,7 @@
 
 #include "hint.h"
 #include "log.h"
+#include "oauth2.h"
 #include "submit.h"
 #include "util.h"
 
@@ -68,6 +69,8 @@ static void fill_params(struct smtp_params *p, const struct account *a, const st
 	p->secret = s ? s->value : NULL;
 	p->secret_len = s ? s->len : 0;
 	p->pipeline_auth = 1;
+	/* A token from postern's own OAuth2 can be replaced if refused. */
+	p->pipeline_token = a->oauth2 != OAUTH2_NONE;
 }
 
 /* Open a session on the first port that accepts a connection.  A one-line
@@ -75,10 +78,11 @@ static void fill_params(struct smtp_params *p, const struct account *a, const st
  * section 4, RFC 2920): the secret is resolved before connecting, so
  * nothing has to wait for 235. */
 static int open_session(struct smtp *session, struct smtp_params *p, const struct account *a,
-			const struct secret *s, struct perr *e)
+			const struct secret *s, int pipeline, struct perr *e)
 {
 	for (int i = 0; i < a->nports; i++) {
 		fill_params(p, a, s, a->ports[i]);
+		p->pipeline_auth = pipeline;
 		perr_clear(e);
 		if (smtp_open(session, p, e) == 0)
 			return 0;
@@ -101,7 +105,14 @@ static void finish(struct submit_job *j)
 struct msg_ctx {
 	struct submit_session *ss;
 	struct submit_job *job;
+	int retry;  /* its token was refused: kept for token_again */
 };
+
+/* Can a refused OAuth2 token still be replaced in this session? */
+static int renewable(const struct submit_session *ss, const struct perr *e)
+{
+	return e->token_refused && ss->a->oauth2 && ss->s && !ss->renewed;
+}
 
 /* A message's outcome is known: into its job, and tell the caller. */
 static void settled(struct smtp_msg *m)
@@ -109,6 +120,10 @@ static void settled(struct smtp_msg *m)
 	struct msg_ctx *mc = m->ctx;
 	struct submit_job *j = mc->job;
 
+	if (!m->done && renewable(mc->ss, &m->err)) {
+		mc->retry = 1; /* not final yet: sent again with a new token */
+		return;
+	}
 	j->port = mc->ss->p.port;
 	str_copy(j->tls, mc->ss->tls, sizeof j->tls);
 	j->done = m->done;
@@ -168,13 +183,74 @@ static int auth_alone(struct submit_session *ss, struct smtp_msg *msgs, size_t n
 	return rc;
 }
 
-int submit_open(struct submit_session *ss, const struct account *a, const struct secret *s,
+/* An OAuth2 token the server refused before its time (revoked, or
+ * Gmail's 334 {"status":"401"}): one new token (oauth2_renew), then a
+ * new session with AUTH on its own; a second refusal stands. */
+static int renew_and_open(struct submit_session *ss, struct perr *e)
+{
+	ss->renewed = 1;
+	smtp_close(&ss->smtp);
+	log_event("%s; getting a new access token and trying once more", e->text);
+	perr_clear(e);
+	if (oauth2_renew(ss->a, ss->s, e) < 0)
+		return -1;
+	if (open_session(&ss->smtp, &ss->p, ss->a, ss->s, 0, e) == 0)
+		return 0;
+	if (e->token_refused)
+		perr_append(e, " (a new token too): check that the app registration has the mail "
+			    "permission (SMTP.Send, https://mail.google.com/) and that the mailbox "
+			    "allows SMTP AUTH; see contrib/providers/oauth2.txt");
+	return -1;
+}
+
+/* The messages whose pipelined AUTH met a refused token (and those the
+ * session did not reach): once more over a new session with a new token.
+ * Their jobs are told only now. */
+static int token_again(struct submit_session *ss, struct smtp_msg *msgs, struct msg_ctx *mcs,
+		       size_t njobs, int last, struct perr *e)
+{
+	struct smtp_msg *again;
+	size_t *idx, n = 0;
+	int rc;
+
+	if (renew_and_open(ss, e) < 0) {
+		for (size_t i = 0; i < njobs; i++)
+			if (mcs[i].retry) {
+				mcs[i].retry = 0;
+				msgs[i].settled = 0; /* rest_fail gives it e */
+			}
+		return -1;
+	}
+	again = xcalloc(njobs ? njobs : 1, sizeof *again);
+	idx = xcalloc(njobs ? njobs : 1, sizeof *idx);
+	for (size_t i = 0; i < njobs; i++)
+		if (mcs[i].retry || !msgs[i].settled) {
+			mcs[i].retry = 0;
+			idx[n] = i;
+			again[n] = msgs[i];
+			again[n].settled = 0;
+			again[n].done = 0;
+			perr_clear(&again[n].err);
+			n++;
+		}
+	rc = smtp_send_batch(&ss->smtp, again, n, last, e);
+	for (size_t k = 0; k < n; k++)
+		msgs[idx[k]] = again[k];
+	free(again);
+	free(idx);
+	return rc;
+}
+
+int submit_open(struct submit_session *ss, const struct account *a, struct secret *s,
 		struct perr *e)
 {
 	memset(ss, 0, sizeof *ss);
 	ss->a = a;
-	if (open_session(&ss->smtp, &ss->p, a, s, e) < 0)
-		return -1;
+	ss->s = s;
+	if (open_session(&ss->smtp, &ss->p, a, s, 1, e) < 0) {
+		if (!renewable(ss, e) || renew_and_open(ss, e) < 0)
+			return -1;
+	}
 	ss->open = 1;
 	/* tls_describe needs the live connection. */
 	str_copy(ss->tls, tls_describe(&ss->smtp.conn), sizeof ss->tls);
@@ -203,6 +279,11 @@ int submit_send(struct submit_session *ss, struct submit_job *jobs, size_t njobs
 	rc = smtp_send_batch(&ss->smtp, msgs, njobs, last, e);
 	if (rc < 0 && ss->smtp.auth_pending)
 		rc = auth_alone(ss, msgs, njobs, last, e);
+	for (size_t i = 0; i < njobs; i++)
+		if (mcs[i].retry) {
+			rc = token_again(ss, msgs, mcs, njobs, last, e);
+			break;
+		}
 	if (rc < 0) {
 		advise(e, ss->a, ss->p.port, &ss->smtp);
 		rest_fail(jobs, msgs, njobs, e, ss->p.port);
@@ -228,7 +309,7 @@ void submit_fail(struct submit_job *jobs, size_t njobs, const struct perr *e)
 	rest_fail(jobs, NULL, njobs, e, 0);
 }
 
-int submit_batch(const struct account *a, const struct secret *s, struct submit_job *jobs,
+int submit_batch(const struct account *a, struct secret *s, struct submit_job *jobs,
 		 size_t njobs, struct perr *e)
 {
 	struct submit_session ss;

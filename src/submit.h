@@ -39,7 +39,7 @@ struct submit_job {
  * could be made or it broke: e holds the reason (with a fix appended) and
  * every job not yet done carries the same error.  Each job's finished
  * callback runs exactly once. */
-int submit_batch(const struct account *a, const struct secret *s, struct submit_job *jobs,
+int submit_batch(const struct account *a, struct secret *s, struct submit_job *jobs,
 		 size_t njobs, struct perr *e);
 
 /* A session kept open across several batches of one account's jobs (a
@@ -47,6 +47,8 @@ int submit_batch(const struct account *a, const struct secret *s, struct submit_
  * connection per account). */
 struct submit_session {
 	const struct account *a;
+	struct secret *s;                /* the caller's; replaced by oauth2_renew */
+	int renewed;                     /* its OAuth2 token was replaced once */
 	struct smtp_params p;
 	struct smtp smtp;
 	int open;                        /* ready for the next batch */
@@ -54,8 +56,11 @@ struct submit_session {
 };
 
 /* Connect (ports in order, on connection failure only) and get ready:
- * 0, or -1 with e filled (a fix appended).  s must outlive the session. */
-int submit_open(struct submit_session *ss, const struct account *a, const struct secret *s,
+ * 0, or -1 with e filled (a fix appended).  s must outlive the session.
+ * An OAuth2 access token the server refuses with an error challenge is
+ * replaced once (oauth2_renew: s gets the new token) and the session
+ * opened again. */
+int submit_open(struct submit_session *ss, const struct account *a, struct secret *s,
 		struct perr *e);
 
 /* Send the jobs over the open session; with last, QUIT goes out with them

@@ -26,6 +26,25 @@ steers it through DIR/control.json, read at every request:
   access_tokens   the access tokens to issue, in order (then random ones)
   expires_in      seconds (default 3600)
   fail            null | "invalid_grant" | "500" | "hang": how /token fails
+  device_script   replies to the first device-code polls, in order, before
+                  the person's answer counts (e.g. ["authorization_pending",
+                  "slow_down"])
+  device_expires_in, device_interval   for /device (default 60, 1)
+  client_secret   the secret client_credentials with a secret must carry
+  client_cert     PEM certificate whose key must sign a client assertion
+                  (RS256, x5t = its SHA-1 thumbprint, aud = the token URL)
+  sa_public_key   PEM certificate or public key of the service account
+                  (the JWT bearer grant's RS256 signature is checked)
+  sa_email        its client_email (the JWT's iss)
+  POST /device    the device authorization request (RFC 8628 3.1):
+                  device_code, user_code, verification_uri (/verify)
+  POST /verify    the person's browser: user_code and action=approve|deny
+  POST /token     also grant_type=urn:ietf:params:oauth:grant-type:
+                  device_code (authorization_pending until approved,
+                  slow_down from the script, expired_token after
+                  device_expires_in, access_denied), client_credentials
+                  (secret or client assertion) and
+                  urn:ietf:params:oauth:grant-type:jwt-bearer
 Every /token request is recorded as one JSON line in DIR/requests.log
 ({"grant_type", "result"}); never the tokens' values in the clear.
 """
@@ -122,12 +141,17 @@ def make_handler(store):
             return self.reply(302, headers={"Location": loc})
 
         def do_POST(self):
-            if urllib.parse.urlsplit(self.path).path != "/token":
-                return self.reply(404, {"error": "not_found"})
+            path = urllib.parse.urlsplit(self.path).path
             n = int(self.headers.get("Content-Length") or 0)
             form = dict(urllib.parse.parse_qsl(self.rfile.read(n).decode()))
-            gt = form.get("grant_type")
             ctl = store.control()
+            if path == "/device":
+                return self.device(form, ctl)
+            if path == "/verify":
+                return self.verify(form)
+            if path != "/token":
+                return self.reply(404, {"error": "not_found"})
+            gt = form.get("grant_type")
             fail = ctl.get("fail")
             if fail == "hang":
                 store.record({"grant_type": gt, "result": "hang"})
@@ -138,27 +162,83 @@ def make_handler(store):
                 return self.reply(500, {"error": "server_error"})
             with store.lock:
                 st = store.state()
-                err = self.check(st, form, fail)
+                err = self.check(st, form, fail, ctl)
                 if err:
-                    store.record({"grant_type": gt, "result": err})
+                    store.record({"grant_type": gt, "result": err, "t": time.time()})
                     store.save(st)
                     return self.reply(400, {"error": err,
                                             "error_description": "fake server: " + err})
                 toks = ctl.get("access_tokens") or []
                 i = len(st["issued"])
                 access = toks[i] if i < len(toks) else "at-" + secrets.token_urlsafe(16)
-                refresh = "rt-" + secrets.token_urlsafe(16)
+                refresh = None
+                if gt in ("authorization_code", "refresh_token", DEVICE_GRANT):
+                    refresh = "rt-" + secrets.token_urlsafe(16)
+                    st["refresh"][refresh] = form.get("client_id")
                 st["issued"].append(access)
-                st["refresh"][refresh] = form.get("client_id")
                 store.save(st)
-            store.record({"grant_type": gt, "result": "ok", "n": i + 1,
-                          "refresh_sha": hashlib.sha256(refresh.encode()).hexdigest()})
-            return self.reply(200, {"access_token": access, "token_type": "Bearer",
-                                    "expires_in": int(ctl.get("expires_in", 3600)),
-                                    "refresh_token": refresh})
+            store.record({"grant_type": gt, "result": "ok", "n": i + 1, "t": time.time(),
+                          "refresh_sha": refresh and hashlib.sha256(refresh.encode()).hexdigest()})
+            answer = {"access_token": access, "token_type": "Bearer",
+                      "expires_in": int(ctl.get("expires_in", 3600))}
+            if refresh:
+                answer["refresh_token"] = refresh
+            return self.reply(200, answer)
 
-        def check(self, st, form, fail):
+        def device(self, form, ctl):
+            if not form.get("client_id"):
+                return self.reply(400, {"error": "invalid_client"})
+            with store.lock:
+                st = store.state()
+                dc = "dc-" + secrets.token_urlsafe(16)
+                uc = "%04d-%04d" % (secrets.randbelow(10000), secrets.randbelow(10000))
+                st.setdefault("devices", {})[dc] = {
+                    "client_id": form["client_id"], "user_code": uc, "answer": None,
+                    "polls": 0, "until": time.time() + int(ctl.get("device_expires_in", 60))}
+                store.save(st)
+            store.record({"endpoint": "device", "scope": form.get("scope", ""),
+                          "t": time.time()})
+            port = self.server.server_address[1]
+            return self.reply(200, {"device_code": dc, "user_code": uc,
+                                    "verification_uri": "https://localhost:%d/verify" % port,
+                                    "expires_in": int(ctl.get("device_expires_in", 60)),
+                                    "interval": int(ctl.get("device_interval", 1))})
+
+        def verify(self, form):
+            with store.lock:
+                st = store.state()
+                for d in st.get("devices", {}).values():
+                    if d["user_code"] == form.get("user_code"):
+                        d["answer"] = form.get("action", "approve")
+                        store.save(st)
+                        store.record({"endpoint": "verify", "result": d["answer"]})
+                        return self.reply(200, {"ok": True})
+            return self.reply(400, {"error": "unknown user_code"})
+
+        def check(self, st, form, fail, ctl):
             gt = form.get("grant_type")
+            if gt == DEVICE_GRANT:
+                d = st.get("devices", {}).get(form.get("device_code", ""))
+                if d is None or d["client_id"] != form.get("client_id"):
+                    return "invalid_grant"
+                d["polls"] += 1
+                script = ctl.get("device_script") or []
+                if d["polls"] <= len(script):
+                    return script[d["polls"] - 1]
+                if time.time() > d["until"]:
+                    return "expired_token"
+                if d["answer"] == "deny":
+                    return "access_denied"
+                if d["answer"] != "approve":
+                    return "authorization_pending"
+                del st["devices"][form["device_code"]]
+                return None
+            if gt == "client_credentials":
+                return self.check_client(form, ctl)
+            if gt == JWT_GRANT:
+                return check_jwt(form.get("assertion", ""), ctl.get("sa_public_key"),
+                                 {"iss": ctl.get("sa_email"), "aud": self.token_url(),
+                                  "sub": ctl.get("sa_sub")}, None, store)
             if gt == "authorization_code":
                 c = st["codes"].pop(form.get("code", ""), None)
                 if c is None:
@@ -178,7 +258,70 @@ def make_handler(store):
                     return "invalid_client"
                 return None  # rotated: the old one is gone
             return "unsupported_grant_type"
+
+        def token_url(self):
+            return "https://localhost:%d/token" % self.server.server_address[1]
+
+        def check_client(self, form, ctl):
+            if form.get("client_id") != ctl.get("client_id", form.get("client_id")):
+                return "invalid_client"
+            if form.get("client_assertion_type") == ASSERTION_TYPE:
+                return check_jwt(form.get("client_assertion", ""), ctl.get("client_cert"),
+                                 {"iss": form.get("client_id"), "sub": form.get("client_id"),
+                                  "aud": self.token_url()}, ctl.get("client_cert"), store)
+            if ctl.get("client_secret") is None or \
+                    form.get("client_secret") != ctl.get("client_secret"):
+                return "invalid_client"
+            return None
     return H
+
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def b64url_decode(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def check_jwt(jwt, key_file, claims, x5t_cert, store):
+    """None when jwt is an RS256 JWT signed by the key of key_file (a PEM
+    certificate or public key) whose claims match, within its lifetime;
+    else an OAuth2 error code.  What was checked goes to requests.log."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    try:
+        h64, c64, s64 = jwt.split(".")
+        header, body = json.loads(b64url_decode(h64)), json.loads(b64url_decode(c64))
+        pem = open(key_file, "rb").read()
+        if b"CERTIFICATE" in pem:
+            cert = x509.load_pem_x509_certificate(pem)
+            pub = cert.public_key()
+        else:
+            cert, pub = None, serialization.load_pem_public_key(pem)
+        pub.verify(b64url_decode(s64), (h64 + "." + c64).encode(), padding.PKCS1v15(),
+                   hashes.SHA256())
+    except (ValueError, InvalidSignature, TypeError, OSError) as e:
+        store.record({"jwt": "bad", "why": type(e).__name__})
+        return "invalid_client" if x5t_cert else "invalid_grant"
+    seen = {"jwt": "signature ok", "header": header,
+            "claims": {k: v for k, v in body.items() if k != "jti"}}
+    now = time.time()
+    bad = header.get("alg") != "RS256" or not (body.get("iat", 0) - 60 <= now < body.get("exp", 0))
+    for k, v in claims.items():
+        if v is not None and body.get(k) != v:
+            bad = True
+    if x5t_cert:
+        want = b64url_decode(header.get("x5t", "")) if header.get("x5t") else b""
+        bad = bad or want != cert.fingerprint(hashes.SHA1()) or not body.get("jti")
+    seen["result"] = "bad claims" if bad else "ok"
+    store.record(seen)
+    if bad:
+        return "invalid_client" if x5t_cert else "invalid_grant"
+    return None
 
 
 def main():

@@ -1023,6 +1023,21 @@ static int wait_seconds(void)
 	return n > 0 && n < OAUTH2_AUTHORIZE_WAIT_S ? (int)n : OAUTH2_AUTHORIZE_WAIT_S;
 }
 
+/* After a person's grant: keep the tokens (the refresh token in the
+ * keyring when one is reachable) or say why nothing was stored; t is
+ * freed. */
+static int store_grant(const struct account *a, const char *path, struct tokens *t, int rc,
+		       struct perr *e)
+{
+	if (rc == GRANT_OK && !t->refresh)
+		rc = perr_set(e, PERR_AUTH, "the token endpoint gave no refresh token; nothing "
+			      "stored (microsoft: the scope needs offline_access)");
+	else if (rc == GRANT_OK)
+		rc = (t->keyring = 1, tokens_write(a, path, t, e));
+	tokens_free(t);
+	return rc;
+}
+
 /* Wait for exactly one connection on the listener (then closed: a second
  * request is refused by the kernel), read its request, check the state,
  * answer a page.  The code goes to code. */
@@ -1100,16 +1115,12 @@ static int exchange(const struct account *a, const char *code, const char *redir
 	form_add(&f, "code_verifier", k->verifier);
 	rc = form_client(&f, a, e) < 0 ? -1 : grant(a, &f, &t, why, sizeof why, e);
 	form_free(&f);
-	if (rc == GRANT_REFUSED)
-		rc = perr_set(e, PERR_AUTH, "the token endpoint refused the authorization code "
-			      "(%s); nothing stored", why);
-	else if (rc == GRANT_OK && !t.refresh)
-		rc = perr_set(e, PERR_AUTH, "the token endpoint gave no refresh token; nothing "
-			      "stored (microsoft: the scope needs offline_access)");
-	else if (rc == GRANT_OK)
-		rc = (t.keyring = 1, tokens_write(a, path, &t, e));
-	tokens_free(&t);
-	return rc;
+	if (rc == GRANT_REFUSED) {
+		tokens_free(&t);
+		return perr_set(e, PERR_AUTH, "the token endpoint refused the authorization code "
+				"(%s); nothing stored", why);
+	}
+	return store_grant(a, path, &t, rc, e);
 }
 
 /* ---- the device flow (RFC 8628) ------------------------------------------- */
@@ -1275,13 +1286,7 @@ static int device_authorize(const struct account *a, const char *path, FILE *err
 	fflush(err);
 	rc = device_poll(a, &d, &t, mono_ms() + wait_s * 1000, e);
 	device_free(&d);
-	if (rc == GRANT_OK && !t.refresh)
-		rc = perr_set(e, PERR_AUTH, "the token endpoint gave no refresh token; nothing "
-			      "stored (microsoft: the scope needs offline_access)");
-	else if (rc == GRANT_OK)
-		rc = (t.keyring = 1, tokens_write(a, path, &t, e));
-	tokens_free(&t);
-	return rc;
+	return store_grant(a, path, &t, rc, e);
 }
 
 /* postern --authorize for an unattended flow: nobody signs in; a token is

@@ -151,6 +151,35 @@ static void rest_fail(struct submit_job *jobs, const struct smtp_msg *msgs, size
 	}
 }
 
+/* Send once more, over the session just opened, the messages not settled
+ * and those marked to retry (mcs may be NULL); each starts afresh. */
+static int send_again(struct submit_session *ss, struct smtp_msg *msgs, struct msg_ctx *mcs,
+		      size_t njobs, int last, struct perr *e)
+{
+	struct smtp_msg *again = xcalloc(njobs ? njobs : 1, sizeof *again);
+	size_t *idx = xcalloc(njobs ? njobs : 1, sizeof *idx), n = 0;
+	int rc;
+
+	for (size_t i = 0; i < njobs; i++) {
+		if (msgs[i].settled && !(mcs && mcs[i].retry))
+			continue;
+		if (mcs)
+			mcs[i].retry = 0;
+		idx[n] = i;
+		again[n] = msgs[i];
+		again[n].settled = 0;
+		again[n].done = 0;
+		perr_clear(&again[n].err);
+		n++;
+	}
+	rc = smtp_send_batch(&ss->smtp, again, n, last, e);
+	for (size_t k = 0; k < n; k++)
+		msgs[idx[k]] = again[k];
+	free(again);
+	free(idx);
+	return rc;
+}
+
 /* The session ended before the reply to the pipelined AUTH (RFC 4954
  * allows it, but a server may drop a client that sends commands behind
  * AUTH; no reply to it was read, so no login was refused): once more on
@@ -159,28 +188,12 @@ static void rest_fail(struct submit_job *jobs, const struct smtp_msg *msgs, size
 static int auth_alone(struct submit_session *ss, struct smtp_msg *msgs, size_t njobs, int last,
 		      struct perr *e)
 {
-	struct smtp_msg *again;
-	size_t *idx, n = 0;
-	int rc;
-
 	log_event("%s; trying again with AUTH on its own", e->text);
 	ss->p.pipeline_auth = 0;
 	perr_clear(e);
 	if (smtp_open(&ss->smtp, &ss->p, e) < 0)
 		return -1;
-	again = xcalloc(njobs ? njobs : 1, sizeof *again);
-	idx = xcalloc(njobs ? njobs : 1, sizeof *idx);
-	for (size_t i = 0; i < njobs; i++)
-		if (!msgs[i].settled) {
-			idx[n] = i;
-			again[n++] = msgs[i];
-		}
-	rc = smtp_send_batch(&ss->smtp, again, n, last, e);
-	for (size_t k = 0; k < n; k++)
-		msgs[idx[k]] = again[k];
-	free(again);
-	free(idx);
-	return rc;
+	return send_again(ss, msgs, NULL, njobs, last, e);
 }
 
 /* An OAuth2 token the server refused before its time (revoked, or
@@ -209,10 +222,6 @@ static int renew_and_open(struct submit_session *ss, struct perr *e)
 static int token_again(struct submit_session *ss, struct smtp_msg *msgs, struct msg_ctx *mcs,
 		       size_t njobs, int last, struct perr *e)
 {
-	struct smtp_msg *again;
-	size_t *idx, n = 0;
-	int rc;
-
 	if (renew_and_open(ss, e) < 0) {
 		for (size_t i = 0; i < njobs; i++)
 			if (mcs[i].retry) {
@@ -221,24 +230,7 @@ static int token_again(struct submit_session *ss, struct smtp_msg *msgs, struct 
 			}
 		return -1;
 	}
-	again = xcalloc(njobs ? njobs : 1, sizeof *again);
-	idx = xcalloc(njobs ? njobs : 1, sizeof *idx);
-	for (size_t i = 0; i < njobs; i++)
-		if (mcs[i].retry || !msgs[i].settled) {
-			mcs[i].retry = 0;
-			idx[n] = i;
-			again[n] = msgs[i];
-			again[n].settled = 0;
-			again[n].done = 0;
-			perr_clear(&again[n].err);
-			n++;
-		}
-	rc = smtp_send_batch(&ss->smtp, again, n, last, e);
-	for (size_t k = 0; k < n; k++)
-		msgs[idx[k]] = again[k];
-	free(again);
-	free(idx);
-	return rc;
+	return send_again(ss, msgs, mcs, njobs, last, e);
 }
 
 int submit_open(struct submit_session *ss, const struct account *a, struct secret *s,

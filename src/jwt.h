@@ -3,7 +3,7 @@
  * registration) and Google's service-account assertion (the JWT bearer
  * grant, RFC 7523); and the key files they are signed with, which are
  * secrets and checked like the configuration.  No network, no JSON
- * parsing: the caller (oauth2.c) reads what it needs.  Every string
+ * parsing: the caller (oauth2_grant.c) reads what it needs.  Every string
  * returned is the caller's to wipe and free. */
 #ifndef POSTERN_JWT_H
 #define POSTERN_JWT_H

@@ -1,93 +1,35 @@
-/* oauth2.c — OAuth2 tokens for SMTP AUTH: the token file, refresh at send
- * time, and `postern --authorize` (authorization code + PKCE with a
- * loopback redirect).  JSON through json-c, loaded with dlopen (the only
- * file that includes its headers).  See oauth2.h. */
+/* oauth2.c — an account's OAuth2 tokens: where they are kept (the
+ * owner-only state file, the keyring), the access token at send time
+ * (cached, refreshed under a lock with a rotated refresh token saved
+ * before use, or fetched again for the unattended flows), its renewal
+ * after a refusal, and --check's view of the state.  The requests
+ * themselves are oauth2_grant.c's; `postern --authorize` is
+ * oauth2_authorize.c's.  See oauth2.h and oauth2_int.h. */
 #include "autoconf.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <json-c/json.h>
-
-#include "base64.h"
-#include "crypto.h"
-#include "http.h"
-#include "jwt.h"
 #include "log.h"
 #include "oauth2.h"
+#include "oauth2_int.h"
 #include "util.h"
 
-#define LIBJSONC_SONAME "libjson-c.so.5"
 #define TOKFILE_MAX (64 * 1024)   /* a token file holds a few KB */
-#define TOKEN_MAX SECRET_MAX      /* longest token kept */
-#define DESC_MAX 160              /* bytes of a server's error_description quoted */
-#define REQUEST_MAX 8192          /* the redirect request's head */
-#define REQUEST_WAIT_S 30         /* for its bytes, once connected */
-#define PATH_MAX_ 4096
-
-/* ---- json-c, loaded when a token response must be read ------------------ */
-
-#define JSON_FUNCS(X)                                                                              \
-	X(json_tokener_parse)                                                                      \
-	X(json_object_object_get_ex)                                                               \
-	X(json_object_get_string)                                                                  \
-	X(json_object_get_string_len)                                                              \
-	X(json_object_get_int64)                                                                   \
-	X(json_object_is_type)                                                                     \
-	X(json_object_put)
-
-#define JSON_FIELD(name) __typeof__(name) *name;
-static struct {
-	JSON_FUNCS(JSON_FIELD)
-} js;
-#undef JSON_FIELD
-
-static const char *const jsonc_names[] = {
-#define FUNC_NAME(name) #name,
-	JSON_FUNCS(FUNC_NAME)
-#undef FUNC_NAME
-};
-
-_Static_assert(sizeof js == sizeof jsonc_names / sizeof jsonc_names[0] * sizeof(void *),
-	       "one function pointer per name");
-
-/* 1 when every function is resolved (see dynlib_load). */
-static int json_load(void)
-{
-	static int state;
-
-	return dynlib_load(&state, LIBJSONC_SONAME, jsonc_names, &js,
-			   sizeof jsonc_names / sizeof jsonc_names[0]);
-}
 
 /* ---- the token file ------------------------------------------------------ */
-
-struct tokens {
-	char *refresh;      /* wiped on free */
-	char *access;       /* wiped on free */
-	long long expires;  /* unix time the access token ends; 0 unknown */
-	char *refused;      /* "invalid_grant: ..." once the refresh token was refused */
-	int keyring;        /* the tokens are in the keyring; the file holds the rest */
-};
-
 /* The keyring entries' type attribute (SPEC 10). */
 #define TYPE_REFRESH "oauth2-refresh"
 #define TYPE_ACCESS "oauth2-access"
 
-static void tokens_free(struct tokens *t)
+void tokens_free(struct tokens *t)
 {
 	wipe_free(t->refresh);
 	wipe_free(t->access);
@@ -121,7 +63,7 @@ static int token_dir(char *buf, size_t cap)
 
 int oauth2_token_path(const struct account *a, char *buf, size_t cap, struct perr *e)
 {
-	char dir[PATH_MAX_];
+	char dir[OAUTH2_PATH_MAX];
 	int n;
 
 	if (!name_ok(a->name))
@@ -165,7 +107,7 @@ static void tokens_parse(char *buf, struct tokens *t)
 }
 
 /* 0 read; 1 no file; -1 error (unsafe file, I/O). */
-static int tokens_read(const char *path, struct tokens *t, struct perr *e)
+int tokens_read(const char *path, struct tokens *t, struct perr *e)
 {
 	struct stat st;
 	char *buf;
@@ -200,7 +142,7 @@ static int tokens_read(const char *path, struct tokens *t, struct perr *e)
 
 static int mkdirs(const char *path)
 {
-	char buf[PATH_MAX_];
+	char buf[OAUTH2_PATH_MAX];
 	size_t i;
 
 	if (str_copy(buf, path, sizeof buf) >= sizeof buf)
@@ -224,8 +166,8 @@ static int file_write(const char *path, const struct tokens *t, struct perr *e);
  * the expiry, store=keyring and any refusal, no token), falling back to
  * the file alone when the keyring cannot take them — a rotated refresh
  * token is never lost. */
-static int tokens_write(const struct account *a, const char *path, struct tokens *t,
-			struct perr *e)
+int tokens_write(const struct account *a, const char *path, struct tokens *t,
+		 struct perr *e)
 {
 	char label[512];
 	struct perr ke;
@@ -279,7 +221,7 @@ static int tokens_from_keyring(const struct account *a, struct tokens *t, int wa
 
 static int file_write(const char *path, const struct tokens *t, struct perr *e)
 {
-	char dir[PATH_MAX_], tmp[PATH_MAX_ + 32], *slash, *text;
+	char dir[OAUTH2_PATH_MAX], tmp[OAUTH2_PATH_MAX + 32], *slash, *text;
 	size_t cap = 256 + (t->refresh ? strlen(t->refresh) : 0) +
 		     (t->access ? strlen(t->access) : 0) + (t->refused ? strlen(t->refused) : 0);
 	int fd, n, bad;
@@ -322,289 +264,6 @@ static int file_write(const char *path, const struct tokens *t, struct perr *e)
 	return 0;
 }
 
-/* ---- encoding helpers ---------------------------------------------------- */
-
-/* Append "&name=value" (or "name=value" first) percent-encoded to a
- * growing buffer. */
-struct form {
-	char *buf;
-	size_t len, cap;
-};
-
-static void form_add(struct form *f, const char *name, const char *value)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t need = f->len + strlen(name) + 3 * strlen(value) + 3;
-
-	if (need > f->cap) {
-		char *nb = xmalloc(need * 2);
-
-		if (f->buf) {
-			memcpy(nb, f->buf, f->len + 1);
-			wipe(f->buf, f->cap);
-			free(f->buf);
-		}
-		f->buf = nb;
-		f->cap = need * 2;
-	}
-	f->len += (size_t)snprintf(f->buf + f->len, f->cap - f->len, "%s%s=", f->len ? "&" : "",
-				   name);
-	for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
-		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-		    (*p >= '0' && *p <= '9') || strchr("-._~", *p)) {
-			f->buf[f->len++] = (char)*p;
-		} else {
-			f->buf[f->len++] = '%';
-			f->buf[f->len++] = hex[*p >> 4];
-			f->buf[f->len++] = hex[*p & 15];
-		}
-	}
-	f->buf[f->len] = '\0';
-}
-
-static void form_free(struct form *f)
-{
-	if (f->buf) {
-		wipe(f->buf, f->cap);
-		free(f->buf);
-	}
-	memset(f, 0, sizeof *f);
-}
-
-/* ---- the token endpoint -------------------------------------------------- */
-
-/* A string member of a JSON object, copied; NULL when absent. */
-static char *json_str(json_object *o, const char *key)
-{
-	json_object *v;
-	const char *s;
-
-	if (!js.json_object_object_get_ex(o, key, &v) || !js.json_object_is_type(v, json_type_string))
-		return NULL;
-	s = js.json_object_get_string(v);
-	return s && *s && strlen(s) <= TOKEN_MAX ? xstrdup(s) : NULL;
-}
-
-/* Wipe a string member in json-c's own memory before it is freed. */
-static void json_wipe(json_object *o, const char *key)
-{
-	json_object *v;
-
-	if (js.json_object_object_get_ex(o, key, &v) && js.json_object_is_type(v, json_type_string))
-		wipe((void *)js.json_object_get_string(v), (size_t)js.json_object_get_string_len(v));
-}
-
-enum grant_result { GRANT_OK, GRANT_REFUSED };
-
-/* The error of a refused grant: "invalid_grant: DESCRIPTION" (sanitised,
- * bounded). */
-static void grant_error(json_object *o, char *buf, size_t cap)
-{
-	char *err = o ? json_str(o, "error") : NULL, *desc = o ? json_str(o, "error_description") : NULL;
-	char clean[DESC_MAX * 4 + 1], cerr[64 * 4 + 1];
-
-	log_sanitize(cerr, sizeof cerr, err ? err : "refused", err ? strnlen(err, 64) : 7);
-	if (desc) {
-		log_sanitize(clean, sizeof clean, desc, strnlen(desc, DESC_MAX));
-		snprintf(buf, cap, "%s: %s", cerr, clean);
-	} else {
-		snprintf(buf, cap, "%s", cerr);
-	}
-	free(err);
-	free(desc);
-}
-
-/* POST the grant in form; on 200 fill t (access, expires, refresh when
- * given).  -1 with e filled when no answer could be had (temporary);
- * GRANT_REFUSED with why filled on a 4xx. */
-static int grant(const struct account *a, const struct form *form, struct tokens *t, char *why,
-		 size_t whycap, struct perr *e)
-{
-	struct http_response r;
-	json_object *o = NULL;
-	int timeout = a->timeout > 0 ? a->timeout : 30, rc;
-	char *s;
-
-	if (!json_load()) {
-		perr_set(e, PERR_TEMP, "cannot load " LIBJSONC_SONAME " to read OAuth2 tokens; "
-			 "install it (apt-get install libjson-c5)");
-		return perr_because(e, PERR_CAUSE_SECRET);
-	}
-	if (http_post_form(a->oauth2_token_url, a->oauth2_ca_file, form->buf, timeout, &r, e) < 0)
-		return -1;
-	if (r.status >= 200 && r.status < 300 && r.len)
-		o = js.json_tokener_parse(r.body);
-	else if (r.status >= 400 && r.status < 500 && r.status != 408 && r.status != 429 && r.len)
-		o = js.json_tokener_parse(r.body);
-	rc = -1;
-	if (r.status >= 200 && r.status < 300 && o && (s = json_str(o, "access_token"))) {
-		json_object *v;
-
-		wipe_free(t->access);
-		t->access = s;
-		t->expires = (long long)time(NULL) + 3600;
-		if (js.json_object_object_get_ex(o, "expires_in", &v) &&
-		    js.json_object_get_int64(v) > 0)
-			t->expires = (long long)time(NULL) + js.json_object_get_int64(v);
-		if ((s = json_str(o, "refresh_token"))) {
-			wipe_free(t->refresh);
-			t->refresh = s;
-		}
-		rc = GRANT_OK;
-	} else if (r.status >= 400 && r.status < 500 && r.status != 408 && r.status != 429 &&
-		   o) {
-		grant_error(o, why, whycap);
-		rc = GRANT_REFUSED;
-	} else {
-		perr_set(e, PERR_TEMP, "the OAuth2 token endpoint answered HTTP %ld%s", r.status,
-			 r.status >= 200 && r.status < 300 ? " without an access token" : "");
-		perr_because(e, PERR_CAUSE_SECRET);
-	}
-	if (o) {
-		json_wipe(o, "access_token");
-		json_wipe(o, "refresh_token");
-		json_wipe(o, "id_token");
-		js.json_object_put(o);
-	}
-	http_response_free(&r);
-	return rc;
-}
-
-/* The app's client secret (SPEC 10: the same sources as a password, in
- * the same order): oauth2_client_secret_command; the keyring entry with
- * the password's attributes and type = oauth2-client-secret (skipped
- * quietly when no keyring is reachable); oauth2_client_secret from the
- * owner-only configuration file.  s->value NULL: none (a public client);
- * need: the flow cannot do without one (client credentials with no
- * certificate), and none found is an error. */
-#define TYPE_CLIENT_SECRET "oauth2-client-secret"
-static int client_secret(const struct account *a, int need, struct secret *s, struct perr *e)
-{
-	struct perr ke;
-	int r;
-
-	memset(s, 0, sizeof *s);
-	if (a->oauth2_client_secret_command && *a->oauth2_client_secret_command)
-		return secret_command(a, a->oauth2_client_secret_command,
-				      "oauth2_client_secret_command", s, e);
-	r = a->host && a->user ? secret_keyring_get(a, TYPE_CLIENT_SECRET, s, &ke) : 1;
-	if (r == 0)
-		return 0;
-	if (a->oauth2_client_secret) {
-		s->value = xstrdup(a->oauth2_client_secret);
-		s->len = strlen(s->value);
-		s->source = SECRET_FILE;
-		return 0;
-	}
-	if (!need)
-		return 0;
-	if (r < 0) {
-		perr_set(e, PERR_TEMP, "the client secret is not available: %s (it is looked up "
-			 "there; the message can go from the login session, or set "
-			 "oauth2_client_secret_command)", ke.text);
-		return perr_because(e, PERR_CAUSE_SECRET);
-	}
-	return perr_set(e, PERR_CONFIG, "account %s has oauth2_flow = client_credentials but no "
-			"client secret: set oauth2_client_secret_command, or store it with "
-			"secret-tool store --label=postern host %s service smtp user %s type "
-			TYPE_CLIENT_SECRET, a->name, a->host, a->user);
-}
-
-static int form_client(struct form *f, const struct account *a, struct perr *e)
-{
-	struct secret cs;
-
-	form_add(f, "client_id", a->oauth2_client_id);
-	if (client_secret(a, a->oauth2_flow == OAUTH2_FLOW_CLIENT_CREDENTIALS, &cs, e) < 0)
-		return -1;
-	if (cs.value)
-		form_add(f, "client_secret", cs.value);
-	secret_free(&cs);
-	return 0;
-}
-
-/* Google's service-account assertion from the JSON key file: its
- * client_email (iss), private_key and private_key_id (kid); the mailbox
- * (user) as sub. */
-static char *service_assertion(const struct account *a, struct perr *e)
-{
-	char *text = NULL, *email = NULL, *key = NULL, *kid = NULL, *jwt = NULL;
-	size_t len = 0;
-	json_object *o;
-
-	if (jwt_read_private(a->oauth2_key_file, "oauth2_key_file", &text, &len, e) < 0)
-		return NULL;
-	o = js.json_tokener_parse(text);
-	if (o) {
-		email = json_str(o, "client_email");
-		key = json_str(o, "private_key");
-		kid = json_str(o, "private_key_id");
-		json_wipe(o, "private_key");
-		js.json_object_put(o);
-	}
-	wipe(text, len);
-	free(text);
-	if (!email || !key)
-		perr_set(e, PERR_CONFIG, "oauth2_key_file %s is not a service account's JSON key "
-			 "(no client_email or private_key); download a JSON key for the service "
-			 "account in the Google Cloud console", a->oauth2_key_file);
-	else
-		jwt = jwt_service_assertion(email, a->user, a->oauth2_scope, a->oauth2_token_url,
-					    kid, key, a->oauth2_key_file, e);
-	free(email);
-	free(kid);
-	wipe_free(key);
-	return jwt;
-}
-
-/* The grant of an unattended flow (no person, no refresh token):
- * client credentials with a secret or a certificate assertion, or a
- * service account's JWT bearer grant.  As grant(). */
-static int app_grant(const struct account *a, struct tokens *t, char *why, size_t whycap,
-		     struct perr *e)
-{
-	struct form f = { 0 };
-	char *jwt = NULL;
-	int rc;
-
-	if (!json_load()) {
-		perr_set(e, PERR_TEMP, "cannot load " LIBJSONC_SONAME " to read OAuth2 tokens; "
-			 "install it (apt-get install libjson-c5)");
-		return perr_because(e, PERR_CAUSE_SECRET);
-	}
-	if (a->oauth2_flow == OAUTH2_FLOW_SERVICE_ACCOUNT) {
-		if (!(jwt = service_assertion(a, e)))
-			return -1;
-		form_add(&f, "grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer");
-		form_add(&f, "assertion", jwt);
-	} else {
-		form_add(&f, "grant_type", "client_credentials");
-		if (a->oauth2_scope)
-			form_add(&f, "scope", a->oauth2_scope);
-		if (a->oauth2_key_file && !a->oauth2_client_secret &&
-		    !a->oauth2_client_secret_command) {
-			if (!(jwt = jwt_client_assertion(a, e))) {
-				form_free(&f);
-				return -1;
-			}
-			form_add(&f, "client_id", a->oauth2_client_id);
-			form_add(&f, "client_assertion_type",
-				 "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
-			form_add(&f, "client_assertion", jwt);
-		} else if (form_client(&f, a, e) < 0) {
-			form_free(&f);
-			return -1;
-		}
-	}
-	log_event("OAuth2: account %s needs an access token; asking the token endpoint (%s)",
-		  a->name, a->oauth2_flow == OAUTH2_FLOW_SERVICE_ACCOUNT ? "service account"
-		  : "client credentials");
-	rc = grant(a, &f, t, why, whycap, e);
-	form_free(&f);
-	wipe_free(jwt);
-	return rc;
-}
-
 /* ---- at send time ---------------------------------------------------------- */
 
 static int take_access(const struct tokens *t, struct secret *s)
@@ -641,8 +300,8 @@ static int refused_line(const struct account *a, const char *why, struct perr *e
 static int refresh(const struct account *a, const char *path, struct tokens *t,
 		   struct secret *s, struct perr *e)
 {
-	char lockpath[PATH_MAX_ + 8], why[DESC_MAX * 4 + 300];
-	struct form f = { 0 };
+	char lockpath[OAUTH2_PATH_MAX + 8], why[GRANT_WHY_MAX];
+	struct grant_form f = { 0 };
 	int lock, rc;
 
 	snprintf(lockpath, sizeof lockpath, "%s.lock", path);
@@ -672,17 +331,17 @@ static int refresh(const struct account *a, const char *path, struct tokens *t,
 			return -1;
 		}
 	}
-	form_add(&f, "grant_type", "refresh_token");
-	form_add(&f, "refresh_token", t->refresh);
-	if (form_client(&f, a, e) < 0) {
-		form_free(&f);
+	grant_form_add(&f, "grant_type", "refresh_token");
+	grant_form_add(&f, "refresh_token", t->refresh);
+	if (grant_client(&f, a, e) < 0) {
+		grant_form_free(&f);
 		if (lock >= 0)
 			close(lock);
 		return -1;
 	}
 	log_event("OAuth2: refreshing the access token of account %s", a->name);
-	rc = grant(a, &f, t, why, sizeof why, e);
-	form_free(&f);
+	rc = grant_post(a, &f, t, why, sizeof why, e);
+	grant_form_free(&f);
 	if (rc == GRANT_OK) {
 		/* saved before it is used: a rotated refresh token is never lost */
 		rc = tokens_write(a, path, t, e) < 0 ? -1 : take_access(t, s);
@@ -708,7 +367,7 @@ static int refresh(const struct account *a, const char *path, struct tokens *t,
 	return rc;
 }
 
-static int unattended(const struct account *a)
+int oauth2_unattended(const struct account *a)
 {
 	return a->oauth2_flow == OAUTH2_FLOW_CLIENT_CREDENTIALS ||
 	       a->oauth2_flow == OAUTH2_FLOW_SERVICE_ACCOUNT;
@@ -718,7 +377,7 @@ static int unattended(const struct account *a)
  * can be had (the caller goes on without). */
 static int lock_tokens(const char *path)
 {
-	char lockpath[PATH_MAX_ + 8], dir[PATH_MAX_], *slash;
+	char lockpath[OAUTH2_PATH_MAX + 8], dir[OAUTH2_PATH_MAX], *slash;
 	int lock;
 
 	str_copy(dir, path, sizeof dir);
@@ -740,10 +399,10 @@ static int lock_tokens(const char *path)
  * app's own credentials (no refresh token, no person).  A refusal is
  * refused credentials (the account held); nothing is remembered of it,
  * so a fixed registration works on the next run. */
-static int app_token(const struct account *a, const char *path, struct secret *s,
+int oauth2_app_token(const struct account *a, const char *path, struct secret *s,
 		     struct perr *e)
 {
-	char why[DESC_MAX * 4 + 300];
+	char why[GRANT_WHY_MAX];
 	struct tokens t;
 	int lock = -1, r, rc;
 
@@ -766,7 +425,7 @@ static int app_token(const struct account *a, const char *path, struct secret *s
 			lock = lock_tokens(path); /* then look again: another run may have */
 		}
 	}
-	rc = app_grant(a, &t, why, sizeof why, e);
+	rc = grant_app(a, &t, why, sizeof why, e);
 	if (rc == GRANT_OK) {
 		rc = tokens_write(a, path, &t, e) < 0 ? -1 : take_access(&t, s);
 	} else if (rc == GRANT_REFUSED) {
@@ -788,15 +447,15 @@ static int app_token(const struct account *a, const char *path, struct secret *s
 
 int oauth2_access_token(const struct account *a, struct secret *s, struct perr *e)
 {
-	char path[PATH_MAX_];
+	char path[OAUTH2_PATH_MAX];
 	struct tokens t;
 	int r, rc;
 
 	memset(s, 0, sizeof *s);
 	if (oauth2_token_path(a, path, sizeof path, e) < 0)
 		return -1;
-	if (unattended(a))
-		return app_token(a, path, s, e);
+	if (oauth2_unattended(a))
+		return oauth2_app_token(a, path, s, e);
 	r = tokens_read(path, &t, e);
 	if (r < 0)
 		return -1;
@@ -824,7 +483,7 @@ int oauth2_access_token(const struct account *a, struct secret *s, struct perr *
 
 int oauth2_renew(const struct account *a, struct secret *s, struct perr *e)
 {
-	char path[PATH_MAX_];
+	char path[OAUTH2_PATH_MAX];
 	struct tokens t;
 	int lock;
 
@@ -848,482 +507,12 @@ int oauth2_renew(const struct account *a, struct secret *s, struct perr *e)
 	return oauth2_access_token(a, s, e);
 }
 
-/* ---- postern --authorize ---------------------------------------------------- */
-
-struct pkce {
-	char verifier[64];   /* 43 chars: base64url of 32 random bytes */
-	char challenge[64];  /* base64url(SHA-256(verifier)) */
-	char state[32];      /* base64url of 16 random bytes */
-};
-
-static int pkce_make(struct pkce *k, struct perr *e)
-{
-	unsigned char raw[32], md[32];
-
-	if (crypto_random(raw, sizeof raw) < 0)
-		return perr_set(e, PERR_OS, "no random bytes for PKCE");
-	base64url_encode(raw, sizeof raw, k->verifier);
-	if (crypto_sha256(k->verifier, strlen(k->verifier), md) < 0)
-		return perr_set(e, PERR_OS, "cannot compute SHA-256 for PKCE");
-	base64url_encode(md, sizeof md, k->challenge);
-	if (crypto_random(raw, 16) < 0)
-		return perr_set(e, PERR_OS, "no random bytes for the state");
-	base64url_encode(raw, 16, k->state);
-	wipe(raw, sizeof raw);
-	return 0;
-}
-
-/* 127.0.0.1, port 0: the listening socket and its port. */
-static int loopback_listen(int *port, struct perr *e)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = 0 };
-	socklen_t len = sizeof sa;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 1) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
-		int err = errno;
-
-		if (fd >= 0)
-			close(fd);
-		return perr_set(e, PERR_OS, "cannot listen on 127.0.0.1 for the redirect: %s",
-				strerror(err));
-	}
-	*port = ntohs(sa.sin_port);
-	return fd;
-}
-
-static char *auth_url(const struct account *a, const struct pkce *k, const char *redirect)
-{
-	struct form f = { 0 };
-	char *url;
-	size_t n;
-
-	form_add(&f, "client_id", a->oauth2_client_id);
-	form_add(&f, "redirect_uri", redirect);
-	form_add(&f, "response_type", "code");
-	if (a->oauth2_scope)
-		form_add(&f, "scope", a->oauth2_scope);
-	form_add(&f, "state", k->state);
-	form_add(&f, "code_challenge", k->challenge);
-	form_add(&f, "code_challenge_method", "S256");
-	if (a->oauth2 == OAUTH2_GOOGLE) {
-		form_add(&f, "access_type", "offline");
-		form_add(&f, "prompt", "consent");
-	}
-	if (a->user && a->oauth2 != OAUTH2_CUSTOM)
-		form_add(&f, "login_hint", a->user);
-	n = strlen(a->oauth2_auth_url) + f.len + 2;
-	url = xmalloc(n);
-	snprintf(url, n, "%s%c%s", a->oauth2_auth_url, strchr(a->oauth2_auth_url, '?') ? '&' : '?',
-		 f.buf);
-	form_free(&f);
-	return url;
-}
-
-/* $BROWSER URL, in the background; its output is not ours to show.  The
- * URL holds no secret (the PKCE verifier stays here). */
-static void open_browser(const char *url)
-{
-	const char *b = getenv("BROWSER");
-	pid_t pid;
-
-	if (!b || !*b)
-		return;
-	pid = fork();
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDWR);
-
-		if (null >= 0) {
-			dup2(null, 0);
-			dup2(null, 1);
-		}
-		setsid();
-		for (int sig = 1; sig < NSIG; sig++)
-			signal(sig, SIG_DFL);
-		execl("/bin/sh", "sh", "-c", "exec $BROWSER \"$1\"", "sh", url, (char *)NULL);
-		_exit(127);
-	}
-}
-
-/* The value of name in a query string, decoded, into out; 0 absent. */
-static int query_get(const char *q, const char *name, char *out, size_t cap)
-{
-	size_t nl = strlen(name);
-
-	while (q && *q) {
-		const char *end = q + strcspn(q, "&");
-
-		if ((size_t)(end - q) > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') {
-			size_t o = 0;
-
-			for (const char *p = q + nl + 1; p < end && o + 1 < cap; p++) {
-				unsigned v;
-
-				if (*p == '%' && end - p >= 3 && sscanf(p + 1, "%2x", &v) == 1) {
-					out[o++] = (char)v;
-					p += 2;
-				} else {
-					out[o++] = *p == '+' ? ' ' : *p;
-				}
-			}
-			out[o] = '\0';
-			return 1;
-		}
-		q = *end ? end + 1 : end;
-	}
-	return 0;
-}
-
-static void respond(int fd, int ok, const char *text)
-{
-	char page[1024];
-	int n = snprintf(page, sizeof page,
-			 "HTTP/1.1 %s\r\nContent-Type: text/html; charset=utf-8\r\n"
-			 "Cache-Control: no-store\r\nConnection: close\r\n\r\n"
-			 "<!DOCTYPE html><html><head><title>postern</title></head><body>"
-			 "<h1>postern</h1><p>%s</p></body></html>\n",
-			 ok ? "200 OK" : "400 Bad Request", text);
-
-	if (n > 0)
-		write_full(fd, page, (size_t)n < sizeof page ? (size_t)n : sizeof page - 1);
-}
-
-/* Read the request head (up to REQUEST_MAX bytes) within the deadline. */
-static int read_request(int fd, char *buf, size_t cap, int64_t deadline)
-{
-	size_t len = 0;
-
-	while (len + 1 < cap) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int64_t left = deadline - mono_ms();
-		ssize_t n;
-
-		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-			return -1;
-		n = read(fd, buf + len, cap - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		len += (size_t)n;
-		buf[len] = '\0';
-		if (strstr(buf, "\r\n\r\n") || strstr(buf, "\n\n"))
-			return 0;
-	}
-	return -1;
-}
-
-static int wait_seconds(void)
-{
-	const char *v = getenv("POSTERN_AUTHORIZE_TIMEOUT");
-	long n = v ? strtol(v, NULL, 10) : 0;
-
-	return n > 0 && n < OAUTH2_AUTHORIZE_WAIT_S ? (int)n : OAUTH2_AUTHORIZE_WAIT_S;
-}
-
-/* After a person's grant: keep the tokens (the refresh token in the
- * keyring when one is reachable) or say why nothing was stored; t is
- * freed. */
-static int store_grant(const struct account *a, const char *path, struct tokens *t, int rc,
-		       struct perr *e)
-{
-	if (rc == GRANT_OK && !t->refresh)
-		rc = perr_set(e, PERR_AUTH, "the token endpoint gave no refresh token; nothing "
-			      "stored (microsoft: the scope needs offline_access)");
-	else if (rc == GRANT_OK)
-		rc = (t->keyring = 1, tokens_write(a, path, t, e));
-	tokens_free(t);
-	return rc;
-}
-
-/* Wait for exactly one connection on the listener (then closed: a second
- * request is refused by the kernel), read its request, check the state,
- * answer a page.  The code goes to code. */
-static int receive_redirect(int lfd, const struct pkce *k, char *code, size_t cap, struct perr *e)
-{
-	int wait_s = wait_seconds(), fd, rc;
-	int64_t deadline = mono_ms() + (int64_t)wait_s * 1000;
-	struct pollfd p = { .fd = lfd, .events = POLLIN };
-	char req[REQUEST_MAX], state[128], err[128], *q, *sp;
-
-	do {
-		int64_t left = deadline - mono_ms();
-
-		rc = left > 0 ? poll(&p, 1, (int)left) : 0;
-	} while (rc < 0 && errno == EINTR);
-	if (rc <= 0) {
-		close(lfd);
-		return perr_set(e, PERR_TEMP, "no redirect from the browser within %d s; nothing "
-				"stored: run postern --authorize again and finish the sign-in in time",
-				wait_s);
-	}
-	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	close(lfd);
-	if (fd < 0)
-		return perr_set(e, PERR_OS, "cannot accept the redirect: %s", strerror(errno));
-	if (read_request(fd, req, sizeof req, mono_ms() + REQUEST_WAIT_S * 1000) < 0 ||
-	    strncmp(req, "GET ", 4) != 0) {
-		respond(fd, 0, "Not an authorization redirect.");
-		close(fd);
-		return perr_set(e, PERR_AUTH, "the request on the redirect address was not an "
-				"authorization redirect; nothing stored: run postern --authorize again");
-	}
-	sp = strchr(req + 4, ' ');
-	if (sp)
-		*sp = '\0';
-	q = strchr(req + 4, '?');
-	q = q ? q + 1 : NULL;
-	if (!query_get(q, "state", state, sizeof state) || strcmp(state, k->state) != 0) {
-		respond(fd, 0, "The state does not match: this redirect was not asked for by this "
-			"run of postern. Nothing was stored.");
-		close(fd);
-		wipe(req, sizeof req);
-		return perr_set(e, PERR_AUTH, "the redirect's state does not match the one sent "
-				"(a forged or stale redirect); nothing stored: run postern "
-				"--authorize again");
-	}
-	err[0] = '\0';
-	if (query_get(q, "error", err, sizeof err) || !query_get(q, "code", code, cap) || !*code) {
-		char clean[sizeof err * 4];
-
-		log_sanitize(clean, sizeof clean, err, strlen(err));
-		respond(fd, 0, "The provider did not grant access. Nothing was stored.");
-		close(fd);
-		wipe(req, sizeof req);
-		return perr_set(e, PERR_AUTH, "the provider did not grant access (%s); nothing "
-				"stored", err[0] ? clean : "no code");
-	}
-	respond(fd, 1, "Authorized. You can close this window and go back to the terminal.");
-	close(fd);
-	wipe(req, sizeof req);
-	return 0;
-}
-
-static int exchange(const struct account *a, const char *code, const char *redirect,
-		    const struct pkce *k, const char *path, struct perr *e)
-{
-	struct tokens t = { 0 };
-	struct form f = { 0 };
-	char why[DESC_MAX * 4 + 300];
-	int rc;
-
-	form_add(&f, "grant_type", "authorization_code");
-	form_add(&f, "code", code);
-	form_add(&f, "redirect_uri", redirect);
-	form_add(&f, "code_verifier", k->verifier);
-	rc = form_client(&f, a, e) < 0 ? -1 : grant(a, &f, &t, why, sizeof why, e);
-	form_free(&f);
-	if (rc == GRANT_REFUSED) {
-		tokens_free(&t);
-		return perr_set(e, PERR_AUTH, "the token endpoint refused the authorization code "
-				"(%s); nothing stored", why);
-	}
-	return store_grant(a, path, &t, rc, e);
-}
-
-/* ---- the device flow (RFC 8628) ------------------------------------------- */
-
-#define DEVICE_SLOW_DOWN_S 5   /* RFC 8628 3.5: slow_down adds 5 s */
-#define DEVICE_INTERVAL_S 5    /* when the endpoint names none */
-
-struct device {
-	char *device_code;   /* wiped */
-	char *user_code;
-	char *uri;           /* verification_uri (Google: verification_url) */
-	long long expires_in;
-	long long interval;
-};
-
-static void device_free(struct device *d)
-{
-	wipe_free(d->device_code);
-	free(d->user_code);
-	free(d->uri);
-	memset(d, 0, sizeof *d);
-}
-
-static long long json_int(json_object *o, const char *key, long long dflt)
-{
-	json_object *v;
-	long long n;
-
-	if (!js.json_object_object_get_ex(o, key, &v))
-		return dflt;
-	n = js.json_object_get_int64(v);
-	return n > 0 ? n : dflt;
-}
-
-/* POST the device authorization request: the codes and where to enter
- * them. */
-static int device_start(const struct account *a, struct device *d, struct perr *e)
-{
-	struct http_response r;
-	struct form f = { 0 };
-	json_object *o = NULL;
-	int rc = -1;
-
-	memset(d, 0, sizeof *d);
-	if (!json_load())
-		return perr_set(e, PERR_TEMP, "cannot load " LIBJSONC_SONAME " to read OAuth2 "
-				"answers; install it (apt-get install libjson-c5)");
-	form_add(&f, "client_id", a->oauth2_client_id);
-	if (a->oauth2_scope)
-		form_add(&f, "scope", a->oauth2_scope);
-	rc = http_post_form(a->oauth2_device_url, a->oauth2_ca_file, f.buf,
-			    a->timeout > 0 ? a->timeout : 30, &r, e);
-	form_free(&f);
-	if (rc < 0)
-		return -1;
-	rc = -1;
-	if (r.len)
-		o = js.json_tokener_parse(r.body);
-	if (r.status == 200 && o) {
-		d->device_code = json_str(o, "device_code");
-		d->user_code = json_str(o, "user_code");
-		d->uri = json_str(o, "verification_uri");
-		if (!d->uri)
-			d->uri = json_str(o, "verification_url");
-		d->expires_in = json_int(o, "expires_in", 900);
-		d->interval = json_int(o, "interval", DEVICE_INTERVAL_S);
-	}
-	if (d->device_code && d->user_code && d->uri) {
-		rc = 0;
-	} else if (r.status >= 400 && r.status < 500 && o) {
-		char why[DESC_MAX * 4 + 300];
-
-		grant_error(o, why, sizeof why);
-		perr_set(e, PERR_AUTH, "the device authorization endpoint refused the request "
-			 "(%s); check oauth2_client_id and, for Microsoft, that the app registration "
-			 "has \"Allow public client flows\" on", why);
-	} else {
-		perr_set(e, PERR_TEMP, "the device authorization endpoint answered HTTP %ld "
-			 "without a device code", r.status);
-	}
-	if (o) {
-		json_wipe(o, "device_code");
-		js.json_object_put(o);
-	}
-	http_response_free(&r);
-	if (rc < 0)
-		device_free(d);
-	return rc;
-}
-
-/* Sleep s seconds, or until deadline (mono_ms) when sooner. */
-static void nap(long long s, int64_t deadline)
-{
-	int64_t until = mono_ms() + s * 1000;
-
-	if (until > deadline)
-		until = deadline;
-	for (int64_t left; (left = until - mono_ms()) > 0;)
-		poll(NULL, 0, (int)left);
-}
-
-/* Poll the token endpoint every interval until the person has approved
- * (tokens into t), refused, or the code expired. */
-static int device_poll(const struct account *a, struct device *d, struct tokens *t,
-		       int64_t deadline, struct perr *e)
-{
-	char why[DESC_MAX * 4 + 300];
-	struct form f = { 0 };
-	int rc;
-
-	form_add(&f, "grant_type", "urn:ietf:params:oauth:grant-type:device_code");
-	form_add(&f, "device_code", d->device_code);
-	if (form_client(&f, a, e) < 0) {
-		form_free(&f);
-		return -1;
-	}
-	for (;;) {
-		nap(d->interval, deadline);
-		if (mono_ms() >= deadline) {
-			rc = perr_set(e, PERR_TEMP, "the code was not entered in time; nothing "
-				      "stored: run postern --authorize=%s again", a->name);
-			break;
-		}
-		rc = grant(a, &f, t, why, sizeof why, e);
-		if (rc == GRANT_OK || rc < 0)
-			break;
-		if (strncmp(why, "authorization_pending", 21) == 0)
-			continue;
-		if (strncmp(why, "slow_down", 9) == 0) {
-			d->interval += DEVICE_SLOW_DOWN_S;
-			continue;
-		}
-		if (strncmp(why, "expired_token", 13) == 0)
-			rc = perr_set(e, PERR_TEMP, "the code expired before it was entered (%s); "
-				      "nothing stored: run postern --authorize=%s again", why, a->name);
-		else if (strncmp(why, "access_denied", 13) == 0)
-			rc = perr_set(e, PERR_AUTH, "the sign-in was declined (%s); nothing stored",
-				      why);
-		else
-			rc = perr_set(e, PERR_AUTH, "the token endpoint refused the device code "
-				      "(%s); nothing stored", why);
-		break;
-	}
-	form_free(&f);
-	return rc;
-}
-
-static int device_authorize(const struct account *a, const char *path, FILE *err,
-			    struct perr *e)
-{
-	struct tokens t = { 0 };
-	struct device d;
-	long long wait_s;
-	int rc;
-
-	if (device_start(a, &d, e) < 0)
-		return -1;
-	wait_s = d.expires_in < wait_seconds() ? d.expires_in : wait_seconds();
-	fprintf(err, "postern: to authorize account %s, open\n\n    %s\n\nin a browser on any "
-		"device, enter the code\n\n    %s\n\nand sign in as %s.\npostern: waiting up to "
-		"%lld s (polling every %lld s)\n", a->name, d.uri, d.user_code, a->user, wait_s,
-		d.interval);
-	fflush(err);
-	rc = device_poll(a, &d, &t, mono_ms() + wait_s * 1000, e);
-	device_free(&d);
-	return store_grant(a, path, &t, rc, e);
-}
-
-/* postern --authorize for an unattended flow: nobody signs in; a token is
- * fetched now, to show that the app's credentials work. */
-static int app_authorize(const struct account *a, const char *path, FILE *err, struct perr *e)
-{
-	struct secret s;
-	struct tokens t;
-	char when[64];
-	time_t x;
-
-	if (tokens_read(path, &t, e) == 0) { /* a fresh one, not the cache */
-		t.expires = 0;
-		tokens_write(a, path, &t, e);
-	}
-	tokens_free(&t);
-	if (app_token(a, path, &s, e) < 0)
-		return -1;
-	secret_free(&s);
-	if (tokens_read(path, &t, e) != 0)
-		return -1;
-	x = (time_t)t.expires;
-	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S %z", localtime(&x));
-	tokens_free(&t);
-	fprintf(err, "postern: account %s: the token endpoint accepted the app's credentials "
-		"(%s); access token cached in %s until %s.\npostern: no sign-in is needed: "
-		"postern gets new tokens by itself, from cron too\n", a->name,
-		a->oauth2_flow == OAUTH2_FLOW_SERVICE_ACCOUNT ? "service account" :
-		a->oauth2_key_file && !a->oauth2_client_secret && !a->oauth2_client_secret_command
-		? "client credentials, certificate" : "client credentials, secret", path, when);
-	return 0;
-}
+/* ---- --check and --authorize's report ------------------------------------- */
 
 /* Where the refresh token is: "the keyring (...)" or "PATH (owner-only
- * file)"; "" when nothing is stored. */
-static void store_text(const struct account *a, const char *path, const struct tokens *t,
-		       char *buf, size_t cap)
+ * file)". */
+void tokens_where(const struct account *a, const char *path, const struct tokens *t, char *buf,
+		  size_t cap)
 {
 	if (t->keyring)
 		snprintf(buf, cap, "the keyring (host=%s service=smtp user=%s type=" TYPE_REFRESH
@@ -1332,27 +521,13 @@ static void store_text(const struct account *a, const char *path, const struct t
 		snprintf(buf, cap, "%s (owner-only file)", path);
 }
 
-static void authorized(const struct account *a, const char *path, FILE *err)
-{
-	char where[PATH_MAX_ + 256];
-	struct tokens t;
-	struct perr e;
-
-	if (tokens_read(path, &t, &e) != 0)
-		return;
-	store_text(a, path, &t, where, sizeof where);
-	fprintf(err, "postern: account %s authorized; refresh token stored in %s\n", a->name,
-		where);
-	tokens_free(&t);
-}
-
 static const char *const flow_names[] = {
 	"auto", "authcode", "device", "client_credentials", "service_account",
 };
 
 void oauth2_print_state(const struct account *a, FILE *out)
 {
-	char path[PATH_MAX_], where[PATH_MAX_ + 256], when[64];
+	char path[OAUTH2_PATH_MAX], where[OAUTH2_PATH_MAX + 256], when[64];
 	long long left;
 	struct tokens t;
 	struct perr e;
@@ -1373,8 +548,8 @@ void oauth2_print_state(const struct account *a, FILE *out)
 		fprintf(out, "%-17s = %s\n", "tokens", e.text);
 		return;
 	}
-	store_text(a, path, &t, where, sizeof where);
-	if (unattended(a))
+	tokens_where(a, path, &t, where, sizeof where);
+	if (oauth2_unattended(a))
 		fprintf(out, "%-17s = none needed (new access tokens come from the app's "
 			"credentials); cache in %s\n", "refresh token", where);
 	else if (r == 1 || (!t.keyring && (!t.refresh || !*t.refresh)))
@@ -1397,47 +572,4 @@ void oauth2_print_state(const struct account *a, FILE *out)
 		fprintf(out, "%-17s = %s; run postern --authorize=%s\n", "refused", t.refused,
 			a->name);
 	tokens_free(&t);
-}
-
-int oauth2_authorize(const struct account *a, FILE *err, struct perr *e)
-{
-	char path[PATH_MAX_], redirect[64], code[2048];
-	struct pkce k;
-	char *url;
-	int lfd, port = 0, rc;
-
-	if (!a->oauth2)
-		return perr_set(e, PERR_CONFIG, "account %s has no oauth2 = google | microsoft | "
-				"custom; --authorize is for OAuth2 accounts (see smtprc(5))", a->name);
-	if (oauth2_token_path(a, path, sizeof path, e) < 0)
-		return -1;
-	if (unattended(a))
-		return app_authorize(a, path, err, e);
-	if (a->oauth2_flow == OAUTH2_FLOW_DEVICE) {
-		rc = device_authorize(a, path, err, e);
-		if (rc == 0)
-			authorized(a, path, err);
-		return rc;
-	}
-	if (pkce_make(&k, e) < 0)
-		return -1;
-	lfd = loopback_listen(&port, e);
-	if (lfd < 0)
-		return -1;
-	snprintf(redirect, sizeof redirect, "http://127.0.0.1:%d/", port);
-	url = auth_url(a, &k, redirect);
-	fprintf(err, "postern: to authorize account %s, open this address in a browser and "
-		"sign in as %s:\n\n%s\n\npostern: waiting up to %d s for the redirect to %s\n",
-		a->name, a->user, url, wait_seconds(), redirect);
-	fflush(err);
-	open_browser(url);
-	free(url);
-	rc = receive_redirect(lfd, &k, code, sizeof code, e);
-	if (rc == 0)
-		rc = exchange(a, code, redirect, &k, path, e);
-	wipe(code, sizeof code);
-	wipe(&k, sizeof k);
-	if (rc == 0)
-		authorized(a, path, err);
-	return rc;
 }

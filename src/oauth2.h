@@ -2,10 +2,13 @@
  * (authorization code + PKCE S256 with a loopback redirect), the token
  * file, and the access token at send time.
  *
- * JSON is read with json-c (the only file that includes its headers);
- * HTTPS goes through http.c.  Both libraries are loaded with dlopen only
- * when a token must be fetched: a send with a cached access token reads
- * one small file and loads nothing.
+ * Three files: oauth2.c the tokens (state file, keyring, cache, refresh,
+ * --check), oauth2_grant.c the endpoints' requests (JSON read with json-c,
+ * the only file that includes its headers; HTTPS through http.c),
+ * oauth2_authorize.c `postern --authorize`; oauth2_int.h is what they
+ * share.  json-c and libcurl are loaded with dlopen only when a token
+ * must be fetched: a send with a cached access token reads one small file
+ * and loads nothing.
  *
  * The tokens live in an owner-only file, OAUTH2_DIR/ACCOUNT, where the
  * directory is $POSTERN_OAUTH2_DIR when set, else

@@ -5,23 +5,16 @@
  * configuration (/etc/postern/system.smtprc, or -C) and its own queue.  It
  * serves connections on
  *   - a UNIX socket (/run/postern/submit, or $POSTERN_SOCKET): the
- *     handoff protocol below, the caller's uid taken from SO_PEERCRED;
+ *     handoff (system_proto.h), the caller's uid taken from SO_PEERCRED;
  *   - a loopback TCP socket: SMTP, as `postern -bs` speaks it, to
  *     loopback peers only, through the configured account only.
  * Either from systemd (Accept=yes: the connection on fds 0/1) or with
  * `--listen PATH|ADDR:PORT`: one child per connection, at most
- * SYSTEM_CHILDREN_MAX at once.
+ * SYSTEM_CHILDREN_MAX at once.  (system_service.c)
  *
- * The handoff protocol (caller -> service, on the UNIX socket):
- *   "POSTERN-HANDOFF 1\n"
- *   "A <arg>\n"   one per command-line argument after argv[0], each byte
- *                 below 0x21, '%' and DEL written as %XX
- *   "\n"
- *   the message bytes, up to the end of the caller's writing
- *   (shutdown(SHUT_WR)); at most SYSTEM_MESSAGE_MAX bytes.
- * Service -> caller: "N <text>\n" for each notice, then one
- * "R <kind> <text>\n": kind is the enum perr_kind (0: delivered or
- * queued).  The service parses the arguments with cli_parse (every check
+ * A handoff carries the caller's arguments and message; the service
+ * answers with notices and one result (the wire format: system_proto.h).
+ * The service parses the arguments with cli_parse (every check
  * of the command line again; only sending is allowed; -C, -a and -v are
  * ignored), prepends a Received header naming the caller, restricts -f to
  * what the account's `from` allows and delivers with deliver_message.
@@ -30,7 +23,8 @@
  * bytes first to its outbox, $XDG_STATE_HOME/postern/outbox (owner-only),
  * then hands them over; the file is removed once the service answered.
  * When the service cannot be reached the message stays there, the caller
- * exits 0 with a line saying so, and later runs hand it over. */
+ * exits 0 with a line saying so, and later runs hand it over.
+ * (system_caller.c) */
 #ifndef POSTERN_SYSTEM_H
 #define POSTERN_SYSTEM_H
 
@@ -72,14 +66,13 @@ int system_handoff(int argc, char **argv, void (*notice)(const char *line), stru
  * 0, or -1 with e filled (the service unreachable: PERR_TEMP). */
 int system_flush_outbox(void (*notice)(const char *line), struct perr *e);
 
-/* Requests to the service on the same socket (first line, then the end
- * of the caller's writing):
- *   "POSTERN-MAILQ 1": the queue listing as "L <line>" lines — the whole
- *       queue for root and the service's own user, only the messages
- *       they handed over (the owner recorded in each) for anyone else;
- *   "POSTERN-FLUSH 1": run the whole queue now (root and the service's
- *       user only; anyone else: kind PERR_AUTH).
- * Both end with one "R <kind> <text>" line.  0; 1 when the service
+/* Requests to the service on the same socket (system_proto.h):
+ *   SYSTEM_MAILQ: the queue listing, written to out — the whole queue
+ *       for root and the service's own user, only the messages they
+ *       handed over (the owner recorded in each) for anyone else;
+ *   SYSTEM_FLUSH: run the whole queue now (root and the service's user
+ *       only; anyone else: kind PERR_AUTH).
+ * Notices go to notice.  0; 1 when the service
  * cannot be reached (e: PERR_TEMP saying how to start it); -1 with e
  * filled with the service's refusal. */
 enum system_request { SYSTEM_MAILQ, SYSTEM_FLUSH };

@@ -278,16 +278,19 @@ static void tally_add(struct tally *t, const char *status, const char *why)
 {
 	if (!t)
 		return;
-	if (strcmp(status, "sent") == 0)
+	if (strcmp(status, "sent") == 0) {
 		t->sent++;
-	else if (strcmp(status, "failed") == 0 || strcmp(status, "expired") == 0)
+		return;
+	}
+	if (strcmp(status, "failed") == 0 || strcmp(status, "expired") == 0) {
 		t->failed++;
-	else if (strcmp(status, "held") == 0)
+		return;
+	}
+	if (strcmp(status, "held") == 0)
 		t->held++;
 	else
 		t->queued++;
-	if (why && strcmp(status, "sent") != 0 && strcmp(status, "failed") != 0 &&
-	    strcmp(status, "expired") != 0)
+	if (why)   /* the reason it stays: the last one wins */
 		str_copy(t->why, why, sizeof t->why);
 }
 

@@ -232,22 +232,39 @@ static const struct account *load_account(const struct cli *c, struct config *cf
 	return a;
 }
 
-static int do_probe(const struct cli *c)
-{
-	struct config cfg = { 0 };
-	struct perr e = { 0 };
-	const struct account *a = load_account(c, &cfg, &e);
-	int rc;
+/* What --probe, --check and --authorize do with the account -a/-f picks. */
+typedef int (*account_action)(const struct config *cfg, const struct account *a,
+			      const struct cli *c, struct perr *e);
 
-	if (!a)
-		return fail(&e);
-	rc = probe_run(&cfg, a, c->json, stdout, &e);
-	config_free(&cfg);
+static int probe_action(const struct config *cfg, const struct account *a, const struct cli *c,
+			struct perr *e)
+{
+	int rc = probe_run(cfg, a, c->json, stdout, e);
+
 	tls_cleanup();
-	return rc < 0 ? fail(&e) : EX_OK;
+	return rc;
 }
 
-static int do_check(const struct cli *c)
+static int check_action(const struct config *cfg, const struct account *a, const struct cli *c,
+			struct perr *e)
+{
+	(void)c;
+	config_print(cfg, a, stdout);
+	oauth2_print_state(a, stdout);
+	return check_account(a, stdout, notice, e);
+}
+
+/* --authorize: the OAuth2 sign-in, once (SPEC 10). */
+static int authorize_action(const struct config *cfg, const struct account *a,
+			    const struct cli *c, struct perr *e)
+{
+	(void)cfg;
+	(void)c;
+	return oauth2_authorize(a, stderr, e);
+}
+
+/* Load the configuration, pick the account, run act on it. */
+static int with_account(const struct cli *c, account_action act)
 {
 	struct config cfg = { 0 };
 	struct perr e = { 0 };
@@ -256,9 +273,7 @@ static int do_check(const struct cli *c)
 
 	if (!a)
 		return fail(&e);
-	config_print(&cfg, a, stdout);
-	oauth2_print_state(a, stdout);
-	rc = check_account(a, stdout, notice, &e);
+	rc = act(&cfg, a, c, &e);
 	config_free(&cfg);
 	return rc < 0 ? fail(&e) : EX_OK;
 }
@@ -324,20 +339,6 @@ static int do_set_password(const struct cli *c)
 	return rc < 0 ? fail(&e) : EX_OK;
 }
 
-/* --authorize: the OAuth2 sign-in, once (SPEC 10). */
-static int do_authorize(const struct cli *c)
-{
-	struct config cfg = { 0 };
-	struct perr e = { 0 };
-	const struct account *a = load_account(c, &cfg, &e);
-	int rc;
-
-	if (!a)
-		return fail(&e);
-	rc = oauth2_authorize(a, stderr, &e);
-	config_free(&cfg);
-	return rc < 0 ? fail(&e) : EX_OK;
-}
 
 /* Open /dev/null on each of fds 0, 1, 2 that is closed, so that nothing
  * postern writes to stdout or stderr (the -v transcript, an error line)
@@ -408,13 +409,13 @@ int main(int argc, char **argv)
 			rc = EX_TEMPFAIL;
 		return rc;
 	case CLI_CHECK:
-		return do_check(&c);
+		return with_account(&c, check_action);
 	case CLI_SET_PASSWORD:
 		return do_set_password(&c);
 	case CLI_AUTHORIZE:
-		return do_authorize(&c);
+		return with_account(&c, authorize_action);
 	case CLI_PROBE:
-		return do_probe(&c);
+		return with_account(&c, probe_action);
 	case CLI_SMTP_STDIO:
 		rc = smtpstdio_main(&c, notice, &e);
 		tls_cleanup();
